@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Sets up everything the test suite needs from a fresh clone, idempotently:
+#   .venv          the operator with its test extras
+#   .venv-prefect  a real Prefect server + Kubernetes worker (hack/prefect-server-requirements.txt)
+#   kube binaries  kube-apiserver + etcd, built from Go modules and cached (hack/kube-binaries)
+# Each step is skipped when its inputs have not changed since the last run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+stamp_ok() { [ -f "$1/.stamp" ] && [ "$(cat "$1/.stamp")" = "$2" ]; }
+
+venv() {  # venv DIR HASH PIP-ARGS...
+  local dir=$1 hash=$2; shift 2
+  if stamp_ok "$dir" "$hash"; then return; fi
+  echo "bootstrap: creating $dir" >&2
+  rm -rf "$dir"
+  "$PYTHON" -m venv "$dir"
+  "$dir/bin/pip" install --quiet --disable-pip-version-check "$@"
+  echo "$hash" > "$dir/.stamp"
+}
+
+venv .venv "$(cat pyproject.toml | sha256sum | cut -c1-16)" -e '.[test]'
+venv .venv-prefect "$(sha256sum hack/prefect-server-requirements.txt | cut -c1-16)" -r hack/prefect-server-requirements.txt
+
+if [ -x hack/kube-binaries/build.sh ] && [ "${PFO_SKIP_KUBE:-}" != 1 ]; then
+  KUBE_ASSETS=$(hack/kube-binaries/build.sh | tail -n 1)
+  echo "export KUBEBUILDER_ASSETS=$KUBE_ASSETS"
+fi

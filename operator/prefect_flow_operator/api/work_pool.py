@@ -1,0 +1,122 @@
+"""PrefectWorkPool: one cluster-scoped custom resource = one Prefect work pool (pfo.dev/v1alpha1)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from .common import PREFECT_NAME, Condition, DeletionPolicy, DeletionPolicyField, Model, cel, conditions_field, immutable
+
+KIND = "PrefectWorkPool"
+PLURAL = "prefectworkpools"
+
+
+class WorkQueue(Model):
+    name: str = Field(description="Queue name, unique in the pool.", min_length=1, max_length=255, pattern=PREFECT_NAME)
+    priority: int | None = Field(
+        None,
+        description="Lower number = served first. Queues are ordered by priority; queues not listed here come after.",
+        ge=1,
+    )
+    concurrency_limit: int | None = Field(None, description="Maximum concurrent runs from this queue. Unset: no limit.", ge=0)
+    paused: bool = Field(False, description="Pause the queue: no runs are handed out from it.")
+    description: str | None = Field(None, description="Description shown in the Prefect UI.", max_length=10000)
+
+
+class BaseJobTemplate(Model):
+    """A full Prefect base job template: job_configuration plus variables (a JSON schema)."""
+
+    model_config = Model.model_config | {"extra": "allow", "alias_generator": None}
+    openapi_extra: ClassVar[dict[str, Any]] = {
+        "x-kubernetes-preserve-unknown-fields": True,
+        "x-kubernetes-validations": [
+            cel(
+                "has(self.job_configuration) && has(self.variables)",
+                "baseJobTemplate needs both job_configuration and variables (as `prefect work-pool get-default-base-job-template` prints)",
+            )
+        ],
+    }
+
+    job_configuration: dict[str, Any] | None = Field(
+        None, description="The job manifest with {{ placeholders }}.", json_schema_extra={"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    )
+    variables: dict[str, Any] | None = Field(
+        None, description="JSON schema of the job variables.", json_schema_extra={"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    )
+
+
+class PrefectWorkPoolSpec(Model):
+    openapi_extra: ClassVar[dict[str, Any]] = {
+        "x-kubernetes-validations": [
+            immutable("poolName", "create a new resource for another pool"),
+            immutable("type", "Prefect cannot change a pool's type; create a new pool"),
+        ]
+    }
+
+    pool_name: str | None = Field(
+        None,
+        description="Name of the Prefect work pool (immutable). Default: metadata.name.",
+        min_length=1,
+        max_length=255,
+        pattern=PREFECT_NAME,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("!self.startsWith('prefect')", "poolName may not start with 'prefect' (reserved by Prefect)")
+            ]
+        },
+    )
+    type: str = Field("kubernetes", description="Worker type of the pool (immutable), e.g. kubernetes.", min_length=1, max_length=255)
+    description: str | None = Field(None, description="Description shown in the Prefect UI.", max_length=10000)
+    paused: bool = Field(False, description="Pause the pool: no runs are handed to workers.")
+    concurrency_limit: int | None = Field(None, description="Maximum concurrent runs in the pool. Unset: no limit.", ge=0)
+    queues: list[WorkQueue] = Field(
+        default_factory=list,
+        description="Work queues of the pool. Queues in Prefect that are not listed are left alone (the default queue included).",
+        max_length=100,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    base_job_template: BaseJobTemplate | None = Field(
+        None,
+        description=(
+            "Full override of the pool's base job template. Default for type kubernetes: the Kubernetes "
+            "worker's default template, extended so that envFrom and resources reach the flow-run container."
+        ),
+    )
+    deletion_policy: DeletionPolicyField = DeletionPolicy.DELETE
+
+    def prefect_pool_name(self, metadata_name: str) -> str:
+        return self.pool_name or metadata_name
+
+
+class QueueStatus(Model):
+    name: str = Field(description="Queue name.")
+    id: str = Field(description="Prefect id of the queue.")
+
+
+class PrefectWorkPoolStatus(Model):
+    observed_generation: int | None = Field(None, description="metadata.generation the status describes.")
+    conditions: list[Condition] = conditions_field()
+    pool_id: str | None = Field(None, description="Id of the Prefect work pool.")
+    pool_name: str | None = Field(None, description="Name of the Prefect work pool.")
+    queues: list[QueueStatus] = Field(default_factory=list, description="Ids of the pool's declared queues.")
+    url: str | None = Field(None, description="Link to the pool in the Prefect UI.")
+    last_sync_time: str | None = Field(None, description="When Prefect was last brought in line with the spec.")
+
+
+class PrefectWorkPool(Model):
+    """A Prefect work pool declared in Kubernetes."""
+
+    spec: PrefectWorkPoolSpec
+    status: PrefectWorkPoolStatus | None = None
+
+
+PRINTER_COLUMNS = [
+    {"name": "Pool", "type": "string", "jsonPath": ".status.poolName"},
+    {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
+    {"name": "Limit", "type": "integer", "jsonPath": ".spec.concurrencyLimit"},
+    {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+    {"name": "Reason", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].reason'},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {"name": "Pool-ID", "type": "string", "jsonPath": ".status.poolId", "priority": 1},
+]

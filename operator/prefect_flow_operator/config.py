@@ -1,0 +1,41 @@
+"""Operator configuration, read once from the environment (and so from Helm values)."""
+
+from __future__ import annotations
+
+import os
+from typing import Self
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+
+
+class OperatorConfig(BaseModel):
+    prefect_api_url: str = Field(description="PREFECT_API_URL, e.g. http://prefect-server:4200/api.")
+    prefect_api_key: SecretStr | None = Field(None, description="PREFECT_API_KEY (Prefect Cloud), sent as Bearer.")
+    prefect_api_auth_string: SecretStr | None = Field(None, description="PREFECT_API_AUTH_STRING user:pass, sent as Basic.")
+    prefect_ui_url: str | None = Field(None, description="PFO_PREFECT_UI_URL: base of status.url links.")
+    cluster_name: str = Field("default", description="PFO_CLUSTER_NAME: names this cluster in ownership labels.")
+    resync_seconds: float = Field(60.0, description="PFO_RESYNC_SECONDS: interval of the drift sweep.", gt=0)
+    namespaces: list[str] = Field(default_factory=list, description="PFO_NAMESPACES: comma-separated; empty = all.")
+    log_format: str = Field("plain", description="PFO_LOG_FORMAT: plain or json.")
+
+    @field_validator("cluster_name")
+    @classmethod
+    def _label_value(cls, v: str) -> str:
+        if not v or len(v) > 63 or not v.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise ValueError("PFO_CLUSTER_NAME must be a valid label value (letters, digits, - _ ., at most 63)")
+        return v
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Self:
+        env = dict(os.environ if env is None else env)
+        raw = {
+            "prefect_api_url": env.get("PREFECT_API_URL"),
+            "prefect_api_key": env.get("PREFECT_API_KEY") or None,
+            "prefect_api_auth_string": env.get("PREFECT_API_AUTH_STRING") or None,
+            "prefect_ui_url": env.get("PFO_PREFECT_UI_URL") or None,
+            "cluster_name": env.get("PFO_CLUSTER_NAME", "default"),
+            "resync_seconds": env.get("PFO_RESYNC_SECONDS", "60"),
+            "namespaces": [n.strip() for n in env.get("PFO_NAMESPACES", "").split(",") if n.strip()],
+            "log_format": env.get("PFO_LOG_FORMAT", "plain"),
+        }
+        return cls.model_validate({k: v for k, v in raw.items() if v is not None})

@@ -1,0 +1,1 @@
+"""Desired Prefect state computed from custom resources: pure functions, no I/O."""

@@ -1,0 +1,1 @@
+"""Sync against Prefect: reads what Prefect has, writes only the difference."""

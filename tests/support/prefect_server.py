@@ -1,0 +1,102 @@
+"""A real Prefect server for tests: `prefect server start` from its own virtual environment.
+
+SQLite in a temporary directory, loopback only, a free port. `stop()` and `start()` keep
+the database and the port, so a test can take the server away in the middle of a sync
+and bring the same server back.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prefect_venv() -> Path:
+    venv = Path(os.environ.get("PFO_PREFECT_VENV", REPO / ".venv-prefect"))
+    if not (venv / "bin" / "prefect").exists():
+        raise RuntimeError(f"no Prefect server environment at {venv}: run hack/bootstrap.sh (or `make test`)")
+    return venv
+
+
+class PrefectServer:
+    def __init__(self, *, services: bool = False, startup_timeout: float = 120.0) -> None:
+        self.port = free_port()
+        self.home = Path(tempfile.mkdtemp(prefix="pfo-prefect-"))
+        self.services = services
+        self.startup_timeout = startup_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = self.home / "server.log"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        env.update(
+            PREFECT_HOME=str(self.home),
+            PREFECT_SERVER_API_HOST="127.0.0.1",
+            PREFECT_SERVER_API_PORT=str(self.port),
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            PREFECT_SERVER_UI_ENABLED="false",
+            PREFECT_API_URL=self.api_url,
+        )
+        return env
+
+    def start(self) -> None:
+        args = [str(prefect_venv() / "bin" / "prefect"), "server", "start"]
+        if not self.services:
+            args.append("--no-services")
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(args, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"prefect server exited ({self.proc.returncode}):\n{self.log.read_text()[-4000:]}")
+            try:
+                if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"prefect server not healthy after {self.startup_timeout}s:\n{self.log.read_text()[-4000:]}")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, 15)
+            self.proc.wait(timeout=20)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait()
+        self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+    def __enter__(self) -> PrefectServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
