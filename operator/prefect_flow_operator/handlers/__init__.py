@@ -1,0 +1,6 @@
+"""Thin kopf handlers: they translate events into calls of the sync layer and back into status.
+
+Importing this package registers every handler with kopf.
+"""
+
+from . import flow_deployments, lifecycle, sweep, work_pools  # noqa: F401

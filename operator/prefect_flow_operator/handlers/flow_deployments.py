@@ -1,0 +1,137 @@
+"""kopf handlers of PrefectFlowDeployment: reconcile on change, release on delete."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from .. import conditions as c
+from ..api import GROUP, VERSION
+from ..api.flow_deployment import PLURAL, PrefectFlowDeploymentSpec
+from ..conditions import Outcome
+from ..desired.deployment import Owner
+from ..prefect.client import PrefectUnavailable
+from ..prefect.deployments import DeploymentSync, release_deployment, sync_deployment, url_for
+from .context import runtime
+from .limits import apply_tag_limits
+from .status import announce, ready_reason, retry_delay, status_update
+
+RESOURCE = (GROUP, VERSION, PLURAL)
+
+
+@kopf.index(*RESOURCE)
+def pfd_index(namespace: str, name: str, uid: str, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, **_: Any) -> Any:
+    """Every live PrefectFlowDeployment: the cluster-wide view shared limits and the sweep need."""
+    if meta.get("deletionTimestamp"):
+        return None  # a resource being deleted no longer declares anything
+    return {
+        (namespace, name): {
+            "uid": uid,
+            "generation": meta.get("generation"),
+            "spec": dict(spec),
+            "status": {k: status.get(k) for k in ("conditions", "tagLimits", "deploymentId", "observedGeneration")},
+        }
+    }
+
+
+def parse_spec(spec: kopf.Spec) -> PrefectFlowDeploymentSpec | Outcome:
+    try:
+        return PrefectFlowDeploymentSpec.model_validate(dict(spec))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return Outcome(c.INVALID_SPEC, f"spec.{where}: {first['msg']}", stalled=True)
+
+
+def owner(memo: kopf.Memo, namespace: str, name: str, uid: str) -> Owner:
+    return Owner(runtime(memo).config.cluster_name, namespace, name, uid)
+
+
+@kopf.on.resume(*RESOURCE)
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE, field="spec")
+async def reconcile(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    namespace: str,
+    name: str,
+    uid: str,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    retry: int,
+    logger: logging.Logger,
+    pfd_index: kopf.Index[Any, Any],
+    **_: Any,
+) -> None:
+    rt = runtime(memo)
+    parsed = parse_spec(spec)
+    result = DeploymentSync(parsed) if isinstance(parsed, Outcome) else None
+    if result is None and parsed.suspend:
+        result = DeploymentSync(Outcome(c.SUSPENDED, "spec.suspend is true: Prefect is not synced", ready=True))
+    if result is None:
+        try:
+            result = await sync_deployment(
+                rt.api, parsed, name=name, owner=owner(memo, namespace, name, uid), ui_url=rt.config.prefect_ui_url
+            )
+        except PrefectUnavailable as exc:
+            result = DeploymentSync(
+                Outcome(c.PREFECT_UNAVAILABLE, f"{exc}; retrying with backoff", retry_after=retry_delay(retry))
+            )
+    fields: dict[str, Any] = {
+        "deploymentId": result.deployment_id,
+        "flowId": result.flow_id,
+        "url": url_for(rt.config.prefect_ui_url, result.deployment_id),
+    }
+    if not isinstance(parsed, Outcome):
+        fields |= {"workPool": parsed.pool.name, "workQueue": parsed.pool.queue or "default"}
+    outcome = result.outcome
+    if outcome.ready and not isinstance(parsed, Outcome) and not parsed.suspend:
+        extra, tag_status = await apply_tag_limits(memo, pfd_index, me=(namespace, name))
+        outcome = Outcome(outcome.reason, outcome.message, ready=True, extra=extra)
+        fields["tagLimits"] = tag_status
+    update = status_update(status, outcome, meta.get("generation"), fields)
+    if update:
+        patch.status.update(update)
+    announce(body, outcome, ready_reason(status), result.changes, logger)
+    if outcome.retry_after is not None:
+        raise kopf.TemporaryError(outcome.message, delay=outcome.retry_after)
+
+
+@kopf.on.delete(*RESOURCE)
+async def release(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    namespace: str,
+    name: str,
+    uid: str,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    retry: int,
+    logger: logging.Logger,
+    pfd_index: kopf.Index[Any, Any],
+    **_: Any,
+) -> None:
+    rt = runtime(memo)
+    parsed = parse_spec(spec)
+    if isinstance(parsed, Outcome) or not status.get("deploymentId") and ready_reason(status) == c.INVALID_SPEC:
+        return  # nothing was ever written to Prefect for it
+    try:
+        message = await release_deployment(rt.api, parsed, name=name, owner=owner(memo, namespace, name, uid))
+    except PrefectUnavailable as exc:
+        outcome = Outcome(c.PREFECT_UNAVAILABLE, f"deletion waits for Prefect: {exc}", retry_after=retry_delay(retry))
+        update = status_update(status, outcome, meta.get("generation"), {})
+        if update:
+            patch.status.update(update)
+        announce(body, outcome, ready_reason(status), [], logger)
+        raise kopf.TemporaryError(outcome.message, delay=outcome.retry_after) from exc
+    # The index no longer lists this resource: limits it alone declared are released.
+    if parsed.concurrency and parsed.concurrency.tag_limits:
+        await apply_tag_limits(memo, pfd_index, me=None)
+    kopf.info(body, reason="Released", message=message)

@@ -1,0 +1,70 @@
+"""Operator start and stop: settings, login, the Prefect client, the sweep task."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from ..config import OperatorConfig
+from ..kube import StatusWriter
+from ..prefect.client import PrefectAPI
+from .context import Runtime, runtime
+
+log = logging.getLogger(__name__)
+FINALIZER = "pfo.dev/finalizer"
+
+
+@kopf.on.login()
+def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    # kopf's own minimal logins: no Kubernetes client library in the operator's memory.
+    info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    memo.connection = info  # the sweep writes status with the same identity
+    return info
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    config = OperatorConfig.from_env()
+    # Progress and diff base live in status.kopf, not in annotations: a GitOps tool
+    # comparing metadata sees nothing but our finalizer.
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.diffBase")
+    settings.persistence.finalizer = FINALIZER
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+    settings.execution.max_workers = 4
+    api = PrefectAPI(
+        config.prefect_api_url,
+        api_key=config.prefect_api_key.get_secret_value() if config.prefect_api_key else None,
+        auth_string=config.prefect_api_auth_string.get_secret_value() if config.prefect_api_auth_string else None,
+    )
+    memo.runtime = Runtime(config=config, api=api)
+    logger.info("Prefect API %s, cluster %r, resync every %ss", config.prefect_api_url, config.cluster_name, config.resync_seconds)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    rt = runtime(memo)
+    if rt.sweeper:
+        rt.sweeper.cancel()
+        await asyncio.gather(rt.sweeper, return_exceptions=True)
+    await rt.api.aclose()
+    if rt.status:
+        await rt.status.close()
+
+
+@kopf.on.probe(id="prefect")
+async def prefect_reachable(memo: kopf.Memo, **_: Any) -> bool:
+    # Reported in the liveness endpoint's body; liveness itself only needs the loop alive.
+    return await runtime(memo).api.health()
+
+
+def status_writer(memo: kopf.Memo) -> StatusWriter:
+    rt = runtime(memo)
+    if rt.status is None:
+        rt.status = StatusWriter(memo.connection)
+    return rt.status
