@@ -88,17 +88,23 @@ class KeySelector(Model):
 
 
 class FieldSelector(Model):
+    """A field of the pod."""
+
     field_path: str = Field(description="Path of the pod field to expose, e.g. metadata.name.")
     api_version: str | None = Field(None, description="Version of the schema fieldPath is written in (default v1).")
 
 
 class ResourceFieldSelector(Model):
+    """A resource of a container."""
+
     resource: str = Field(description="Container resource to expose, e.g. limits.memory.")
     container_name: str | None = Field(None, description="Container name (optional).")
     divisor: int | str | None = Field(None, description="Output format of the exposed value, e.g. 1Mi.")
 
 
 class EnvVarSource(Model):
+    """Where an environment variable's value comes from."""
+
     openapi_extra: ClassVar[dict[str, Any]] = {
         "x-kubernetes-validations": [
             cel(
@@ -133,6 +139,8 @@ class EnvVar(Model):
 
 
 class LocalRef(Model):
+    """A ConfigMap or Secret in the resource's namespace."""
+
     name: str = Field(description="Name of the object in the resource's namespace.", pattern=DNS_SUBDOMAIN, max_length=253)
     optional: bool | None = Field(None, description="Whether the object must exist.")
 

@@ -44,6 +44,8 @@ class CollisionStrategy(StrEnum):
 
 
 class PoolRef(Model):
+    """The Prefect work pool and queue flow runs are sent to."""
+
     name: str = Field(
         description="Name of the Prefect work pool the flow runs go to (the pool's poolName).",
         min_length=1,
@@ -60,6 +62,8 @@ class PoolRef(Model):
 
 
 class TagLimit(Model):
+    """A task-run tag concurrency limit this deployment relies on."""
+
     tag: str = Field(description="Task-run tag.", min_length=1, max_length=255, pattern=PREFECT_NAME)
     limit: int = Field(
         description=(
@@ -71,6 +75,8 @@ class TagLimit(Model):
 
 
 class Concurrency(Model):
+    """Concurrency of this deployment's flow runs, and the shared tag limits it relies on."""
+
     openapi_extra: ClassVar[dict[str, Any]] = {
         "x-kubernetes-validations": [
             cel(
@@ -103,6 +109,8 @@ class Concurrency(Model):
 
 
 class Schedule(Model):
+    """One schedule: exactly one of cron, interval or rrule."""
+
     openapi_extra: ClassVar[dict[str, Any]] = {
         "x-kubernetes-validations": [
             cel(
@@ -163,6 +171,8 @@ class JobVariables(Model):
 
 
 class PrefectFlowDeploymentSpec(Model):
+    """The Prefect deployment as it should be."""
+
     openapi_extra: ClassVar[dict[str, Any]] = {
         "x-kubernetes-validations": [
             immutable("deploymentName", "create a new resource to rename the Prefect deployment"),
@@ -266,12 +276,16 @@ class PrefectFlowDeploymentSpec(Model):
 
 
 class TagLimitStatus(Model):
+    """A tag limit as declared here and as in force in Prefect."""
+
     tag: str = Field(description="Task-run tag.")
     declared: int = Field(description="The limit this resource declares.")
     effective: int | None = Field(None, description="The limit in force in Prefect (minimum over the cluster).")
 
 
 class PrefectFlowDeploymentStatus(Model):
+    """What the operator last observed and did."""
+
     observed_generation: int | None = Field(None, description="metadata.generation the status describes.")
     conditions: list[Condition] = conditions_field()
     deployment_id: str | None = Field(None, description="Id of the Prefect deployment.")
@@ -286,8 +300,8 @@ class PrefectFlowDeploymentStatus(Model):
 class PrefectFlowDeployment(Model):
     """A Prefect deployment declared in Kubernetes."""
 
-    spec: PrefectFlowDeploymentSpec
-    status: PrefectFlowDeploymentStatus | None = None
+    spec: PrefectFlowDeploymentSpec = Field(description="The Prefect deployment as it should be.")
+    status: PrefectFlowDeploymentStatus | None = Field(None, description="What the operator last observed and did.")
 
 
 PRINTER_COLUMNS = [

@@ -13,6 +13,8 @@ PLURAL = "prefectworkpools"
 
 
 class WorkQueue(Model):
+    """A work queue of the pool."""
+
     name: str = Field(description="Queue name, unique in the pool.", min_length=1, max_length=255, pattern=PREFECT_NAME)
     priority: int | None = Field(
         None,
@@ -47,6 +49,8 @@ class BaseJobTemplate(Model):
 
 
 class PrefectWorkPoolSpec(Model):
+    """The Prefect work pool as it should be."""
+
     openapi_extra: ClassVar[dict[str, Any]] = {
         "x-kubernetes-validations": [
             immutable("poolName", "create a new resource for another pool"),
@@ -90,11 +94,15 @@ class PrefectWorkPoolSpec(Model):
 
 
 class QueueStatus(Model):
+    """A declared queue and its Prefect id."""
+
     name: str = Field(description="Queue name.")
     id: str = Field(description="Prefect id of the queue.")
 
 
 class PrefectWorkPoolStatus(Model):
+    """What the operator last observed and did."""
+
     observed_generation: int | None = Field(None, description="metadata.generation the status describes.")
     conditions: list[Condition] = conditions_field()
     pool_id: str | None = Field(None, description="Id of the Prefect work pool.")
@@ -107,8 +115,8 @@ class PrefectWorkPoolStatus(Model):
 class PrefectWorkPool(Model):
     """A Prefect work pool declared in Kubernetes."""
 
-    spec: PrefectWorkPoolSpec
-    status: PrefectWorkPoolStatus | None = None
+    spec: PrefectWorkPoolSpec = Field(description="The Prefect work pool as it should be.")
+    status: PrefectWorkPoolStatus | None = Field(None, description="What the operator last observed and did.")
 
 
 PRINTER_COLUMNS = [

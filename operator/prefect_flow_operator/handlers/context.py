@@ -24,3 +24,11 @@ class Runtime:
 
 def runtime(memo: Any) -> Runtime:
     return memo.runtime  # type: ignore[no-any-return]
+
+
+def status_writer(memo: Any) -> StatusWriter:
+    """The writer for status patches outside handlers, created on first use."""
+    rt = runtime(memo)
+    if rt.status is None:
+        rt.status = StatusWriter(memo.connection)
+    return rt.status

@@ -9,9 +9,9 @@ from typing import Any
 import kopf
 
 from ..config import OperatorConfig
-from ..kube import StatusWriter
 from ..prefect.client import PrefectAPI
 from .context import Runtime, runtime
+from .sweep import sweep_forever
 
 log = logging.getLogger(__name__)
 FINALIZER = "pfo.dev/finalizer"
@@ -26,7 +26,14 @@ def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+async def startup(
+    settings: kopf.OperatorSettings,
+    memo: kopf.Memo,
+    logger: logging.Logger,
+    pfd_index: kopf.Index[Any, Any],
+    pwp_index: kopf.Index[Any, Any],
+    **_: Any,
+) -> None:
     config = OperatorConfig.from_env()
     # Progress and diff base live in status.kopf, not in annotations: a GitOps tool
     # comparing metadata sees nothing but our finalizer.
@@ -42,7 +49,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logg
         api_key=config.prefect_api_key.get_secret_value() if config.prefect_api_key else None,
         auth_string=config.prefect_api_auth_string.get_secret_value() if config.prefect_api_auth_string else None,
     )
-    memo.runtime = Runtime(config=config, api=api)
+    memo.runtime = rt = Runtime(config=config, api=api)
+    # The indexes fill as kopf lists the resources; the first sweep waits one interval.
+    rt.sweeper = asyncio.create_task(sweep_forever(memo, pfd_index, pwp_index), name="drift-sweep")
     logger.info("Prefect API %s, cluster %r, resync every %ss", config.prefect_api_url, config.cluster_name, config.resync_seconds)
 
 
@@ -61,10 +70,3 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 async def prefect_reachable(memo: kopf.Memo, **_: Any) -> bool:
     # Reported in the liveness endpoint's body; liveness itself only needs the loop alive.
     return await runtime(memo).api.health()
-
-
-def status_writer(memo: kopf.Memo) -> StatusWriter:
-    rt = runtime(memo)
-    if rt.status is None:
-        rt.status = StatusWriter(memo.connection)
-    return rt.status

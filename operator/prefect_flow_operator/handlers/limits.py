@@ -11,7 +11,7 @@ from .. import conditions as c
 from ..api.flow_deployment import PLURAL
 from ..desired.tag_limits import statuses_for
 from ..prefect.tag_limits import sync_tag_limits
-from .context import runtime
+from .context import runtime, status_writer
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,7 @@ async def _tell(
         conds.append(old if same else {**cond, "observedGeneration": entry["generation"], "lastTransitionTime": c.now()})
     if (status.get("tagLimits") or []) == tag_status and conds == (status.get("conditions") or []):
         return
-    from .lifecycle import status_writer
-
+    
     try:
         await status_writer(memo).patch_status(PLURAL, namespace, name, {"tagLimits": tag_status, "conditions": conds})
     except Exception as exc:  # noqa: BLE001 - the sweep will try again

@@ -1,0 +1,131 @@
+"""The drift sweep: one cluster-wide pass that pages through Prefect instead of one GET per resource.
+
+Every `resync_seconds` it reads all deployments (200 a page), pools, queues and tag
+limits once, compares them with every resource in kopf's indexes and repairs only what
+drifted, with an event per revert. Resources a handler is still working on (their
+observedGeneration lags) are left to that handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from ..api.flow_deployment import KIND as PFD_KIND
+from ..api.flow_deployment import PLURAL as PFD_PLURAL
+from ..api.flow_deployment import PrefectFlowDeploymentSpec
+from ..api.work_pool import KIND as PWP_KIND
+from ..api.work_pool import PLURAL as PWP_PLURAL
+from ..api.work_pool import PrefectWorkPoolSpec
+from ..desired.deployment import LABEL_CLUSTER, LABEL_UID, Owner
+from ..prefect.client import PrefectUnavailable
+from ..prefect.deployments import UNSET, DeploymentSync, sync_deployment
+from ..prefect.work_pools import pool_drift, read_pools, read_queues
+from .context import runtime, status_writer
+from .limits import apply_tag_limits
+from .status import ready_reason, status_update
+from .work_pools import kubernetes_template, pool_fields, sync_pool
+
+log = logging.getLogger(__name__)
+PARALLEL = 8
+
+
+def _ref(kind: str, namespace: str | None, name: str, uid: str) -> dict[str, Any]:
+    meta = {"name": name, "uid": uid} | ({"namespace": namespace} if namespace else {})
+    return {"apiVersion": "pfo.dev/v1alpha1", "kind": kind, "metadata": meta}
+
+
+def _settled(entry: dict[str, Any]) -> bool:
+    return entry["status"].get("observedGeneration") == entry["generation"]
+
+
+async def sweep_forever(memo: kopf.Memo, pfd_index: kopf.Index[Any, Any], pwp_index: kopf.Index[Any, Any]) -> None:
+    rt = runtime(memo)
+    while True:
+        await asyncio.sleep(rt.config.resync_seconds)
+        try:
+            await sweep_once(memo, pfd_index, pwp_index)
+        except PrefectUnavailable as exc:
+            log.warning("drift sweep skipped: %s", exc)
+        except Exception:  # noqa: BLE001 - one failed pass must not end the loop
+            log.exception("drift sweep failed")
+
+
+async def sweep_once(memo: kopf.Memo, pfd_index: kopf.Index[Any, Any], pwp_index: kopf.Index[Any, Any]) -> None:
+    rt = runtime(memo)
+    pools = await read_pools(rt.api)
+    await _sweep_pools(memo, pwp_index, pools)
+    cluster = rt.config.cluster_name
+    by_uid: dict[str, dict[str, Any]] = {}
+    async for dep in rt.api.paged("deployments/filter"):
+        labels = dep.get("labels") or {}
+        if labels.get(LABEL_CLUSTER) == cluster and LABEL_UID in labels:
+            by_uid[labels[LABEL_UID]] = dep
+    gate = asyncio.Semaphore(PARALLEL)
+
+    async def one(namespace: str, name: str, entry: dict[str, Any]) -> None:
+        async with gate:
+            await _sweep_deployment(memo, namespace, name, entry, pools, by_uid.get(entry["uid"], UNSET))
+
+    await asyncio.gather(
+        *(one(ns, name, entry) for (ns, name), store in list(pfd_index.items()) for entry in store if _settled(entry))
+    )
+    await apply_tag_limits(memo, pfd_index, me=None)
+
+
+async def _sweep_deployment(
+    memo: kopf.Memo, namespace: str, name: str, entry: dict[str, Any], pools: dict[str, Any], actual: Any
+) -> None:
+    rt = runtime(memo)
+    try:
+        spec = PrefectFlowDeploymentSpec.model_validate(entry["spec"])
+    except ValidationError:
+        return  # reported by the handler already
+    if spec.suspend:
+        return
+    owner = Owner(rt.config.cluster_name, namespace, name, entry["uid"])
+    result: DeploymentSync = await sync_deployment(
+        rt.api, spec, name=name, owner=owner, pool=pools.get(spec.pool.name), actual=actual, ui_url=rt.config.prefect_ui_url
+    )
+    body = _ref(PFD_KIND, namespace, name, entry["uid"])
+    if result.changes:
+        kopf.info(body, reason="DriftReverted", message="; ".join(result.changes)[:1000])
+    status = entry["status"]
+    update = status_update(status, result.outcome, entry["generation"], {"deploymentId": result.deployment_id})
+    if update and (ready_reason(status) != result.outcome.reason or "deploymentId" in update):
+        # Keep the other conditions (LimitConflict) the handler wrote.
+        others = [x for x in status.get("conditions") or [] if x.get("type") not in {"Ready", "Stalled"}]
+        if "conditions" in update:
+            update["conditions"] = [*update["conditions"], *others]
+        await status_writer(memo).patch_status(PFD_PLURAL, namespace, name, update)
+        if not result.outcome.ready:
+            kopf.warn(body, reason=result.outcome.reason, message=result.outcome.message[:1000])
+
+
+async def _sweep_pools(memo: kopf.Memo, pwp_index: kopf.Index[Any, Any], pools: dict[str, Any]) -> None:
+    rt = runtime(memo)
+    entries = [(name, entry) for name, store in list(pwp_index.items()) for entry in store if _settled(entry)]
+    if not entries:
+        return
+    queues = await read_queues(rt.api)
+    template = await kubernetes_template(rt, rt.api)
+    for name, entry in entries:
+        try:
+            spec = PrefectWorkPoolSpec.model_validate(entry["spec"])
+        except ValidationError:
+            continue
+        pool_name = spec.prefect_pool_name(name)
+        drift = pool_drift(spec, pool_name, pools.get(pool_name), queues.get(pool_name, []), template)
+        if not drift:
+            continue
+        result = await sync_pool(rt, spec, name)
+        body = _ref(PWP_KIND, None, name, entry["uid"])
+        if result.changes:
+            kopf.info(body, reason="DriftReverted", message="; ".join(result.changes)[:1000])
+        update = status_update(entry["status"], result.outcome, entry["generation"], pool_fields(result, pool_name))
+        if update:
+            await status_writer(memo).patch_status(PWP_PLURAL, None, name, update)
