@@ -66,7 +66,7 @@ class PrefectWorkPoolSpec(Model):
         pattern=PREFECT_NAME,
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel("!self.startsWith('prefect')", "poolName may not start with 'prefect' (reserved by Prefect)")
+                cel("!self.lowerAscii().startsWith('prefect')", "poolName may not start with 'prefect' (reserved by Prefect)")
             ]
         },
     )

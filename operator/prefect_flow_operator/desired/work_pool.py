@@ -258,6 +258,10 @@ class QueuePlan:
     moved: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (declared, final)
 
 
+# One priority write: (queue, new priority, priority before the write or None if new).
+Step = tuple[str, int, int | None]
+
+
 def shift_priorities(current: Mapping[str, int], name: str, priority: int) -> dict[str, int]:
     """Priorities after Prefect gives queue `name` (existing or new) `priority`.
 
@@ -317,9 +321,9 @@ def _abs_sync(state: Mapping[str, int], names: Sequence[str], targets: Mapping[s
     return _order_ok(state, names) and all(state[n] == targets[n] for n in names)
 
 
-def _place(state: dict[str, int], placements: Iterable[tuple[str, int]]) -> tuple[list[tuple[str, int, int | None]], dict[str, int]]:
+def _place(state: dict[str, int], placements: Iterable[tuple[str, int]]) -> tuple[list[Step], dict[str, int]]:
     """Apply priority writes in order; skip those that would change nothing."""
-    steps: list[tuple[str, int, int | None]] = []
+    steps: list[Step] = []
     for name, prio in placements:
         if state.get(name) == prio:
             continue
@@ -328,17 +332,17 @@ def _place(state: dict[str, int], placements: Iterable[tuple[str, int]]) -> tupl
     return steps, state
 
 
-def _absolute(state: dict[str, int], names: Sequence[str], targets: Mapping[str, int]) -> tuple[list[tuple[str, int, int | None]], dict[str, int]]:
+def _absolute(state: dict[str, int], names: Sequence[str], targets: Mapping[str, int]) -> tuple[list[Step], dict[str, int]]:
     # Ascending order: placing a queue only pushes queues at or above it, so queues
     # already placed lower are never disturbed.
     return _place(state, [(n, targets[n]) for n in names])
 
 
-def _greedy(state: dict[str, int], names: Sequence[str], targets: Mapping[str, int]) -> tuple[list[tuple[str, int, int | None]], dict[str, int]]:
+def _greedy(state: dict[str, int], names: Sequence[str], targets: Mapping[str, int]) -> tuple[list[Step], dict[str, int]]:
     """Order first: each declared queue goes to its target, or lower if an undeclared queue
     sits below the target; taking that queue's number pushes it (and what follows) up.
     Afterwards every undeclared queue is behind every declared one."""
-    steps: list[tuple[str, int, int | None]] = []
+    steps: list[Step] = []
     last = 0
     declared = set(names)
     for n in names:
@@ -370,13 +374,16 @@ def plan_queues(declared: Sequence[WorkQueue], actual: Sequence[Mapping[str, Any
     The result of the planned writes satisfies `priorities_in_sync`, so a reconcile right
     after it plans nothing.
     """
+    # Names are unique (the CRD's list-map key); should a duplicate slip through, the
+    # first one counts rather than the plan never converging.
+    declared = list({q.name: q for q in reversed(declared)}.values())[::-1]
     by_name = {q["name"]: q for q in actual}
     ordered = declared_order(declared)
     names = [q.name for q in ordered]
     targets = absolute_targets(ordered)
     state = {q["name"]: int(q["priority"]) for q in actual if q.get("priority") is not None}
 
-    steps: list[tuple[str, int, int | None]] = []
+    steps: list[Step] = []
     final = state
     if not priorities_in_sync(state, names, targets):
         steps, final = _absolute(dict(state), names, targets)
@@ -395,9 +402,11 @@ def plan_queues(declared: Sequence[WorkQueue], actual: Sequence[Mapping[str, Any
             body = {"name": name, **_queue_fields(q), "priority": prio}
             ops.append(QueueOp("create", name, body, f"created queue {name} ({_describe_fields(body)})"))
         else:
+            # A queue written twice (order first, then its number) gets its fields once.
             diff = {} if name in done else queue_field_diff(q, by_name[name])
             body = {**diff, "priority": prio}
-            ops.append(QueueOp("patch", name, body, f"queue {name}: priority {before} -> {prio}{_describe_diff(diff, by_name[name])}"))
+            note = f"queue {name}: priority {before} -> {prio}{_describe_diff(diff, by_name.get(name, {}))}"
+            ops.append(QueueOp("patch", name, body, note))
         done.add(name)
     for q in declared:
         if q.name in done:
@@ -406,9 +415,13 @@ def plan_queues(declared: Sequence[WorkQueue], actual: Sequence[Mapping[str, Any
         if diff := queue_field_diff(q, by_name[q.name]):
             ops.append(QueueOp("patch", q.name, diff, f"queue {q.name}:{_describe_diff(diff, by_name[q.name])[1:]}"))
 
-    moved = {n: (targets[n], final[n]) for n in names if n in final and final[n] != targets[n]}
-    # Only explicitly declared numbers count as "moved"; unset ones just follow the order.
-    moved = {n: v for n, v in moved.items() if spec_of[n].priority is not None}
+    # Explicit numbers that could not be reached (ties and unset priorities only follow
+    # the order, so they never count).
+    moved = {
+        n: (prio, final[n])
+        for n in names
+        if (prio := spec_of[n].priority) is not None and final.get(n) != targets[n]
+    }
     return QueuePlan(ops=ops, final=final, moved=moved)
 
 

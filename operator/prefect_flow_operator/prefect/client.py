@@ -30,6 +30,8 @@ class PrefectError(Exception):
 
     def __init__(self, method: str, path: str, status: int, detail: str) -> None:
         super().__init__(f"Prefect {method} {path} answered {status}: {detail}")
+        self.method = method
+        self.path = path
         self.status = status
         self.detail = detail
 
@@ -157,5 +159,19 @@ def _detail(resp: httpx.Response) -> str:
     except ValueError:
         return resp.text[:500]
     if isinstance(body, dict):
+        errors = body.get("exception_detail")
+        if not body.get("detail") and isinstance(errors, list) and errors:
+            # A request-validation 422 says only "Invalid request received." in
+            # exception_message; the reasons are the errors' msg/loc (never their input,
+            # which echoes the request body and with it any env values).
+            return "; ".join(_validation_error(e) for e in errors)[:500]
         return str(body.get("detail") or body.get("exception_message") or body)[:500]
     return str(body)[:500]
+
+
+def _validation_error(error: Any) -> str:
+    if not isinstance(error, dict):
+        return str(error)
+    loc = ".".join(str(x) for x in error.get("loc") or [] if x != "body")
+    msg = str(error.get("msg", ""))
+    return f"{loc}: {msg}" if loc else msg
