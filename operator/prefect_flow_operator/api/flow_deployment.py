@@ -135,7 +135,7 @@ class Schedule(Model):
         pattern=SLUG,
         max_length=63,
     )
-    cron: str | None = Field(None, description="Cron expression, e.g. '0 6 * * *'.", min_length=9, max_length=256)
+    cron: str | None = Field(None, description="Cron expression, e.g. '0 6 * * *' or @daily.", min_length=5, max_length=256)
     interval: str | None = Field(
         None, description="Interval as a duration: 90s, 15m, 1h30m, 1d.", pattern=DURATION, max_length=64
     )

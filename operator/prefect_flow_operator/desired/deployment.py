@@ -28,6 +28,8 @@ DEFAULT_QUEUE = "default"
 
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 _UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# One cron field: numbers, * ? / , - L W #, and month/day names.
+_CRON_FIELD = re.compile(r"^(?:[0-9*?/,\-LW#]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC|SUN|MON|TUE|WED|THU|FRI|SAT)+$", re.IGNORECASE)
 
 # Fields compared one to one and sent as they are in a PATCH.
 PLAIN_FIELDS = (
@@ -101,7 +103,7 @@ def validate(spec: PrefectFlowDeploymentSpec) -> None:
                 raise SpecError(f"{where}.timezone", f"unknown time zone {s.timezone!r}; use an IANA name such as Europe/Berlin") from None
         if s.cron is not None:
             fields = s.cron.split()
-            if not (s.cron.startswith("@") or 5 <= len(fields) <= 6):
+            if not (s.cron.startswith("@") or (5 <= len(fields) <= 6 and all(_CRON_FIELD.match(f) for f in fields))):
                 raise SpecError(f"{where}.cron", f"{s.cron!r} is not a cron expression; use five fields, e.g. '0 6 * * *'")
         if s.interval is not None and parse_duration(s.interval) <= 0:
             raise SpecError(f"{where}.interval", "must be longer than zero, e.g. 15m")
@@ -282,6 +284,13 @@ def deployment_patch(desired: DesiredDeployment, actual: dict[str, Any]) -> dict
             patch["concurrency_options"] = None
     elif _options(desired.concurrency_options) != _options(actual.get("concurrency_options")):
         patch["concurrency_options"] = desired.concurrency_options
+    if patch.keys() & {"work_pool_name", "work_queue_name", "job_variables"}:
+        # Prefect resolves the queue from both names of one PATCH: work_queue_name alone
+        # moves the deployment to that queue of the *default agent pool*, work_pool_name
+        # alone to the pool's default queue. Sending the pool also makes Prefect check
+        # job_variables against the pool's variables schema, which a PATCH without it skips.
+        patch["work_pool_name"] = desired.body["work_pool_name"]
+        patch["work_queue_name"] = desired.body["work_queue_name"]
     return patch
 
 
@@ -292,6 +301,15 @@ def needs_relabel(desired: DesiredDeployment, actual: dict[str, Any]) -> bool:
 
 def _tz(tz: Any) -> Any:
     return tz or "UTC"
+
+
+def _rrule(declared: str, stored: Any) -> str:
+    """The stored rule as comparable with the declared one: Prefect (3.9) prepends a
+    DTSTART line it picks to a rule that has none, so that line only counts when declared."""
+    stored = str(stored or "")
+    if "DTSTART" in declared.upper():
+        return stored
+    return "\n".join(line for line in stored.splitlines() if not line.upper().startswith("DTSTART"))
 
 
 def _same_instant(a: Any, b: Any) -> bool:
@@ -305,9 +323,10 @@ def schedule_differs(want: dict[str, Any], have: dict[str, Any]) -> bool:
     w, h = want["schedule"], have.get("schedule") or {}
     if set(w) - {"anchor_date", "timezone", "day_or"} != set(h) - {"anchor_date", "timezone", "day_or"}:
         return True  # another kind of schedule
-    for key in ("cron", "rrule"):
-        if w.get(key) != h.get(key):
-            return True
+    if w.get("cron") != h.get("cron"):
+        return True
+    if "rrule" in w and _rrule(w["rrule"], h.get("rrule")) != w["rrule"]:
+        return True
     if "interval" in w and float(w["interval"]) != float(h.get("interval") or 0):
         return True
     if "cron" in w and w["day_or"] != h.get("day_or", True):

@@ -19,6 +19,7 @@ from ..conditions import Outcome
 from ..desired.deployment import (
     DesiredDeployment,
     Owner,
+    SchedulePlan,
     SpecError,
     TemplateError,
     deployment_patch,
@@ -123,10 +124,16 @@ async def sync_deployment(
             return DeploymentSync(_conflict(owner, owner_of(actual.get("labels")), desired.flow_name, desired.name))
         result = await _update(api, desired, actual)
     except PrefectError as exc:
-        if exc.status == 422:
+        if _rejected(exc):
             return DeploymentSync(Outcome(c.INVALID_SPEC, f"Prefect rejected the deployment: {exc.detail}", stalled=True))
         raise
     return result
+
+
+def _rejected(exc: PrefectError) -> bool:
+    """Prefect refused the content: 422, or the 409 its PATCH answers when parameters do
+    not match the enforced schema or job_variables do not match the pool's variables."""
+    return exc.status == 422 or (exc.status == 409 and exc.method == "PATCH" and exc.path == "deployments/{id}")
 
 
 def url_for(ui_url: str | None, deployment_id: str | None) -> str | None:
@@ -138,6 +145,9 @@ def url_for(ui_url: str | None, deployment_id: str | None) -> str | None:
 async def _create(api: PrefectAPI, desired: DesiredDeployment) -> DeploymentSync:
     flow = await api.request("POST", "flows/", json={"name": desired.flow_name})
     created = await api.request("POST", "deployments/", json=desired.create_body(flow["id"]))
+    # The upsert drops each schedule's max_scheduled_runs (Prefect 3.9): patch back what
+    # it lost now, not as "drift" in the next reconcile.
+    await _apply_schedule_plan(api, created["id"], schedule_plan(desired.schedules, created.get("schedules") or []))
     return DeploymentSync(
         Outcome.synced(f"created Prefect deployment {desired.flow_name}/{desired.name}"),
         created["id"],
@@ -159,8 +169,20 @@ async def _update(api: PrefectAPI, desired: DesiredDeployment, actual: dict[str,
     patch = deployment_patch(desired, actual)
     if patch:
         await api.request("PATCH", f"deployments/{dep_id}", template="deployments/{id}", json=patch)
-        changes.extend(f"{k} changed" for k in sorted(patch))
+        # work_pool_name/work_queue_name travel together (see deployment_patch): name only those that differ.
+        changes.extend(
+            f"{k} changed"
+            for k in sorted(patch)
+            if k not in ("work_pool_name", "work_queue_name") or patch[k] != actual.get(k)
+        )
     plan = schedule_plan(desired.schedules, actual.get("schedules") or [])
+    await _apply_schedule_plan(api, dep_id, plan)
+    changes.extend(plan.describe())
+    message = f"Prefect deployment {desired.flow_name}/{desired.name} is in sync"
+    return DeploymentSync(Outcome.synced(message), dep_id, actual.get("flow_id"), changes)
+
+
+async def _apply_schedule_plan(api: PrefectAPI, dep_id: str, plan: SchedulePlan) -> None:
     if plan.create:
         await api.request("POST", f"deployments/{dep_id}/schedules", template="deployments/{id}/schedules", json=plan.create)
     for sched_id, body in plan.update:
@@ -172,9 +194,6 @@ async def _update(api: PrefectAPI, desired: DesiredDeployment, actual: dict[str,
             await api.request("DELETE", f"deployments/{dep_id}/schedules/{sched_id}", template="deployments/{id}/schedules/{sid}")
         except NotFound:
             pass
-    changes.extend(plan.describe())
-    message = f"Prefect deployment {desired.flow_name}/{desired.name} is in sync"
-    return DeploymentSync(Outcome.synced(message), dep_id, actual.get("flow_id"), changes)
 
 
 async def release_deployment(
