@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> None:
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.PLAIN,
     )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # request lines would be noise at INFO
+    for noisy in ("httpx", "httpcore"):  # request lines would drown the operator's own
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
     from . import handlers  # noqa: F401  (registers the handlers)
 

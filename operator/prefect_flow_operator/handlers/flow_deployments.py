@@ -17,6 +17,7 @@ from ..prefect.client import PrefectUnavailable
 from ..prefect.deployments import DeploymentSync, release_deployment, sync_deployment, url_for
 from .context import runtime
 from .limits import apply_tag_limits
+from .sweep import ensure_sweeper
 from .status import announce, ready_reason, retry_delay, status_update
 
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -66,9 +67,11 @@ async def reconcile(
     retry: int,
     logger: logging.Logger,
     pfd_index: kopf.Index[Any, Any],
+    pwp_index: kopf.Index[Any, Any],
     **_: Any,
 ) -> None:
     rt = runtime(memo)
+    ensure_sweeper(memo, pfd_index, pwp_index)
     parsed = parse_spec(spec)
     result = DeploymentSync(parsed) if isinstance(parsed, Outcome) else None
     if result is None and parsed.suspend:

@@ -11,7 +11,6 @@ import kopf
 from ..config import OperatorConfig
 from ..prefect.client import PrefectAPI
 from .context import Runtime, runtime
-from .sweep import sweep_forever
 
 log = logging.getLogger(__name__)
 FINALIZER = "pfo.dev/finalizer"
@@ -30,8 +29,6 @@ async def startup(
     settings: kopf.OperatorSettings,
     memo: kopf.Memo,
     logger: logging.Logger,
-    pfd_index: kopf.Index[Any, Any],
-    pwp_index: kopf.Index[Any, Any],
     **_: Any,
 ) -> None:
     config = OperatorConfig.from_env()
@@ -49,9 +46,7 @@ async def startup(
         api_key=config.prefect_api_key.get_secret_value() if config.prefect_api_key else None,
         auth_string=config.prefect_api_auth_string.get_secret_value() if config.prefect_api_auth_string else None,
     )
-    memo.runtime = rt = Runtime(config=config, api=api)
-    # The indexes fill as kopf lists the resources; the first sweep waits one interval.
-    rt.sweeper = asyncio.create_task(sweep_forever(memo, pfd_index, pwp_index), name="drift-sweep")
+    memo.runtime = Runtime(config=config, api=api)
     logger.info("Prefect API %s, cluster %r, resync every %ss", config.prefect_api_url, config.cluster_name, config.resync_seconds)
 
 

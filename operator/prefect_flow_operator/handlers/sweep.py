@@ -43,6 +43,15 @@ def _settled(entry: dict[str, Any]) -> bool:
     return entry["status"].get("observedGeneration") == entry["generation"]
 
 
+def ensure_sweeper(memo: kopf.Memo, pfd_index: kopf.Index[Any, Any], pwp_index: kopf.Index[Any, Any]) -> None:
+    """Start the sweep from the first handler call, not at startup: kopf sets up event
+    posting per resource task, and the sweep's task inherits that context (it posts
+    events for many resources)."""
+    rt = runtime(memo)
+    if rt.sweeper is None:
+        rt.sweeper = asyncio.create_task(sweep_forever(memo, pfd_index, pwp_index), name="drift-sweep")
+
+
 async def sweep_forever(memo: kopf.Memo, pfd_index: kopf.Index[Any, Any], pwp_index: kopf.Index[Any, Any]) -> None:
     rt = runtime(memo)
     while True:
@@ -92,9 +101,11 @@ async def _sweep_deployment(
         rt.api, spec, name=name, owner=owner, pool=pools.get(spec.pool.name), actual=actual, ui_url=rt.config.prefect_ui_url
     )
     body = _ref(PFD_KIND, namespace, name, entry["uid"])
-    if result.changes:
-        kopf.info(body, reason="DriftReverted", message="; ".join(result.changes)[:1000])
     status = entry["status"]
+    if result.changes:
+        # A deployment created here was never there (the pool appeared late, say): not drift.
+        reason = "DriftReverted" if status.get("deploymentId") else "Created"
+        kopf.info(body, reason=reason, message="; ".join(result.changes)[:1000])
     update = status_update(status, result.outcome, entry["generation"], {"deploymentId": result.deployment_id})
     if update and (ready_reason(status) != result.outcome.reason or "deploymentId" in update):
         # Keep the other conditions (LimitConflict) the handler wrote.

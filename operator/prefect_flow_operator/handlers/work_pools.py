@@ -71,9 +71,14 @@ async def reconcile_pool(
     memo: kopf.Memo,
     retry: int,
     logger: logging.Logger,
+    pfd_index: kopf.Index[Any, Any],
+    pwp_index: kopf.Index[Any, Any],
     **_: Any,
 ) -> None:
+    from .sweep import ensure_sweeper  # the sweep reuses this module's pool helpers
+
     rt = runtime(memo)
+    ensure_sweeper(memo, pfd_index, pwp_index)
     try:
         parsed = PrefectWorkPoolSpec.model_validate(dict(spec))
     except ValidationError as exc:

@@ -27,12 +27,13 @@ from ..desired.deployment import (
     needs_relabel,
     owner_of,
     schedule_plan,
+    validate,
 )
 from ..desired.work_pool import template_supports
 from .client import NotFound, PrefectAPI, PrefectError
 
 UNSET: Any = object()  # "not read yet": distinct from None ("Prefect has none")
-POOL_RETRY = 30.0
+POOL_RETRY = 10.0  # a pool applied together with its deployments appears within seconds
 
 
 @dataclass
@@ -89,6 +90,10 @@ async def sync_deployment(
     ui_url: str | None = None,
 ) -> DeploymentSync:
     """One reconcile. `pool`/`actual` may come from a bulk read; else they are fetched."""
+    try:
+        validate(spec)  # before any request: an invalid spec touches nothing in Prefect
+    except SpecError as exc:
+        return DeploymentSync(Outcome(c.INVALID_SPEC, str(exc), stalled=True))
     if pool is UNSET:
         pool = await read_pool(api, spec.pool.name)
     if pool is None:

@@ -1,0 +1,35 @@
+"""End-to-end tests run against a real etcd + kube-apiserver that the suite starts (see
+tests/support/controlplane.py); the binaries come from hack/kube-binaries/build.sh."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.controlplane import ControlPlane, ControlPlaneError, binaries_dir
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # The first build of the binaries takes minutes. Do it once, before any test runs, so it
+    # does not count against a test's timeout (pytest-timeout includes fixture setup).
+    if session.config.option.collectonly:
+        return
+    if any("/e2e/" in str(item.path) for item in session.items):
+        # Show the build's progress on the terminal instead of capturing it.
+        capture = session.config.pluginmanager.getplugin("capturemanager")
+        try:
+            if capture is not None:
+                with capture.global_and_fixture_disabled():
+                    binaries_dir()
+            else:
+                binaries_dir()
+        except ControlPlaneError:
+            pass  # the control_plane fixture tries again and reports the error on the tests
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    """etcd + kube-apiserver on loopback for the whole session; `.kubeconfig` is the admin's."""
+    with ControlPlane() as cp:
+        yield cp

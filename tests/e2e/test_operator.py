@@ -1,0 +1,208 @@
+"""The operator end to end: kubectl against a real kube-apiserver, a real Prefect server,
+the operator in its own process. What a user would do, and what they would check."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.support.operator_process import OperatorProcess
+from tests.support.prefect_server import PrefectServer
+
+REPO = Path(__file__).resolve().parents[2]
+NS = "team-a"
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except (AssertionError, KeyError, IndexError, StopIteration, TypeError, httpx.HTTPError) as exc:
+            last = exc
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+@pytest.fixture(scope="module")
+def prefect() -> Iterator[PrefectServer]:
+    with PrefectServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def kubectl(control_plane: Any) -> Callable[..., Any]:
+    def run(*args: str, input: str | None = None, check: bool = True) -> Any:
+        return control_plane.kubectl(*args, input=input, check=check)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def crds(kubectl: Callable[..., Any]) -> None:
+    kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    kubectl("wait", "--for=condition=Established", "crd/prefectflowdeployments.pfo.dev", "crd/prefectworkpools.pfo.dev", "--timeout=60s")
+    kubectl("create", "namespace", NS, check=False)
+
+
+@pytest.fixture(scope="module")
+def operator(control_plane: Any, prefect: PrefectServer, crds: None) -> Iterator[OperatorProcess]:
+    with OperatorProcess(kubeconfig=str(control_plane.kubeconfig), prefect_api_url=prefect.api_url) as op:
+        yield op
+        print(op.tail())
+
+
+@pytest.fixture
+def papi(prefect: PrefectServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=prefect.api_url + "/", timeout=10) as client:
+        yield client
+
+
+def get(kubectl: Callable[..., Any], kind: str, name: str, ns: str | None = NS) -> dict[str, Any]:
+    args = ["get", kind, name, "-o", "json"] + (["-n", ns] if ns else [])
+    return json.loads(kubectl(*args).stdout)
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_)
+
+
+def ready(kubectl: Callable[..., Any], kind: str, name: str, ns: str | None = NS) -> dict[str, Any]:
+    obj = get(kubectl, kind, name, ns)
+    cond = condition(obj, "Ready")
+    assert cond["status"] == "True", cond
+    assert cond["observedGeneration"] == obj["metadata"]["generation"]
+    assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+    return obj
+
+
+def apply(kubectl: Callable[..., Any], *docs: dict[str, Any]) -> None:
+    kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+
+
+def pool(name: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "pfo.dev/v1alpha1", "kind": "PrefectWorkPool", "metadata": {"name": name}, "spec": spec}
+
+
+def flow_deployment(name: str, pool_name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "pfo.dev/v1alpha1",
+        "kind": "PrefectFlowDeployment",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"flowName": "etl", "entrypoint": "flows/etl.py:etl", "image": "ghcr.io/acme/etl:1", "pool": {"name": pool_name}, **spec},
+    }
+
+
+def prefect_deployment(papi: httpx.Client, flow: str, name: str) -> dict[str, Any] | None:
+    r = papi.get(f"deployments/name/{flow}/{name}")
+    return None if r.status_code == 404 else r.raise_for_status().json()
+
+
+def test_pool_and_deployment_reconcile_and_follow_edits(operator: OperatorProcess, kubectl: Callable[..., Any], papi: httpx.Client) -> None:
+    apply(kubectl, pool("e2e-pool", concurrencyLimit=5, queues=[{"name": "batch", "priority": 1, "concurrencyLimit": 2}]))
+    obj = wait_for(lambda: ready(kubectl, "pwp", "e2e-pool", None), what="pool Ready")
+    assert obj["status"]["poolId"]
+    assert papi.get("work_pools/e2e-pool").json()["concurrency_limit"] == 5
+
+    apply(
+        kubectl,
+        flow_deployment(
+            "nightly",
+            "e2e-pool",
+            envFrom=[{"configMapRef": {"name": "etl-settings"}}],
+            resources={"requests": {"cpu": "250m"}, "limits": {"memory": "1Gi"}},
+            serviceAccountName="etl-runner",
+            concurrency={"limit": 2, "tagLimits": [{"tag": "warehouse", "limit": 4}]},
+            schedules=[{"slug": "nightly", "cron": "0 2 * * *", "timezone": "Europe/Berlin"}],
+        ),
+    )
+    obj = wait_for(lambda: ready(kubectl, "pfd", "nightly"), what="deployment Ready")
+    dep = prefect_deployment(papi, "etl", "nightly")
+    assert dep is not None and obj["status"]["deploymentId"] == dep["id"]
+    jv = dep["job_variables"]
+    assert jv["namespace"] == NS and jv["image"] == "ghcr.io/acme/etl:1" and jv["service_account_name"] == "etl-runner"
+    assert jv["env_from"] == [{"configMapRef": {"name": "etl-settings"}}]
+    assert jv["resources"] == {"requests": {"cpu": "250m"}, "limits": {"memory": "1Gi"}}
+    assert dep["global_concurrency_limit"]["limit"] == 2
+    assert [s["slug"] for s in dep["schedules"]] == ["nightly"]
+    assert papi.get("concurrency_limits/tag/warehouse").json()["concurrency_limit"] == 4
+    assert obj["status"]["tagLimits"] == [{"tag": "warehouse", "declared": 4, "effective": 4}]
+
+    # Nothing of kopf's in metadata: a GitOps diff sees only our finalizer.
+    annotations = obj["metadata"].get("annotations") or {}
+    assert not [k for k in annotations if "kopf" in k], annotations
+    assert obj["metadata"]["finalizers"] == ["pfo.dev/finalizer"]
+
+    # Printer columns show what the README says.
+    row = kubectl("get", "pfd", "nightly", "-n", NS, "--no-headers").stdout.split()
+    assert row[:5] == ["nightly", "etl", "e2e-pool", "2", "True"] and row[5] == "Synced"
+
+    # One-line edits reach Prefect within seconds.
+    kubectl("patch", "pfd", "nightly", "-n", NS, "--type=merge", "-p", '{"spec":{"concurrency":{"limit":7,"tagLimits":[{"tag":"warehouse","limit":3}]}}}')
+    kubectl("patch", "pwp", "e2e-pool", "--type=merge", "-p", '{"spec":{"concurrencyLimit":9}}')
+    wait_for(lambda: prefect_deployment(papi, "etl", "nightly")["global_concurrency_limit"]["limit"] == 7, 10, "deployment limit")
+    wait_for(lambda: papi.get("concurrency_limits/tag/warehouse").json()["concurrency_limit"] == 3, 10, "tag limit")
+    wait_for(lambda: papi.get("work_pools/e2e-pool").json()["concurrency_limit"] == 9, 10, "pool limit")
+    wait_for(lambda: ready(kubectl, "pfd", "nightly"), what="Ready after edit")
+
+
+def test_drift_in_prefect_is_reverted_with_an_event(operator: OperatorProcess, kubectl: Callable[..., Any], papi: httpx.Client) -> None:
+    apply(kubectl, pool("drift-pool"), flow_deployment("drifty", "drift-pool", description="declared"))
+    wait_for(lambda: ready(kubectl, "pfd", "drifty"), what="Ready")
+    dep = prefect_deployment(papi, "etl", "drifty")
+    papi.patch(f"deployments/{dep['id']}", json={"description": "edited in the UI"}).raise_for_status()
+    wait_for(lambda: prefect_deployment(papi, "etl", "drifty")["description"] == "declared", 20, "drift reverted")
+    events = wait_for(
+        lambda: [e for e in json.loads(kubectl("get", "events", "-n", NS, "-o", "json").stdout)["items"]
+                 if e["involvedObject"]["name"] == "drifty" and e["reason"] == "DriftReverted" and "description" in e["message"]],
+        10,
+        "DriftReverted event",
+    )
+    assert events[0]["type"] == "Normal"
+
+
+def test_delete_removes_the_deployment_and_orphan_keeps_it(operator: OperatorProcess, kubectl: Callable[..., Any], papi: httpx.Client) -> None:
+    apply(kubectl, pool("del-pool"), flow_deployment("gone", "del-pool"), flow_deployment("kept", "del-pool", deletionPolicy="Orphan"))
+    wait_for(lambda: ready(kubectl, "pfd", "gone") and ready(kubectl, "pfd", "kept"), what="both Ready")
+    # The pool is in use: its deletion waits.
+    kubectl("delete", "pwp", "del-pool", "--wait=false")
+    wait_for(lambda: condition(get(kubectl, "pwp", "del-pool", None), "Ready")["reason"] == "InUse", 20, "InUse")
+    assert papi.get("work_pools/del-pool").status_code == 200
+
+    kubectl("delete", "pfd", "gone", "kept", "-n", NS, "--timeout=60s")
+    assert prefect_deployment(papi, "etl", "gone") is None
+    assert prefect_deployment(papi, "etl", "kept") is not None
+    # With no users left the pool goes too (its retry runs every 30 s).
+    wait_for(lambda: kubectl("get", "pwp", "del-pool", check=False).returncode != 0, 60, "pool deleted")
+    assert papi.get("work_pools/del-pool").status_code == 404
+
+
+def test_conflict_between_two_resources(operator: OperatorProcess, kubectl: Callable[..., Any], papi: httpx.Client) -> None:
+    kubectl("create", "namespace", "team-b", check=False)
+    apply(kubectl, pool("c-pool"), flow_deployment("first", "c-pool", deploymentName="shared"))
+    wait_for(lambda: ready(kubectl, "pfd", "first"), what="first Ready")
+    second = flow_deployment("second", "c-pool", deploymentName="shared", description="other")
+    second["metadata"]["namespace"] = "team-b"
+    apply(kubectl, second)
+    cond = wait_for(lambda: condition(get(kubectl, "pfd", "second", "team-b"), "Ready"), what="second status")
+    assert cond["reason"] == "Conflict" and "team-a/first" in cond["message"]
+    assert condition(get(kubectl, "pfd", "second", "team-b"), "Stalled")["status"] == "True"
+    assert prefect_deployment(papi, "etl", "shared")["description"] is None  # untouched
+
+
+def test_invalid_spec_the_schema_cannot_see(operator: OperatorProcess, kubectl: Callable[..., Any], papi: httpx.Client) -> None:
+    apply(kubectl, pool("bad-pool"), flow_deployment("badtz", "bad-pool", schedules=[{"slug": "x", "cron": "0 1 * * *", "timezone": "Mars/Olympus"}]))
+    cond = wait_for(lambda: condition(get(kubectl, "pfd", "badtz"), "Ready"), what="status")
+    assert cond["reason"] == "InvalidSpec" and "schedules[0].timezone" in cond["message"]
+    assert condition(get(kubectl, "pfd", "badtz"), "Stalled")["status"] == "True"
+    assert prefect_deployment(papi, "etl", "badtz") is None
