@@ -163,10 +163,8 @@ class JobVariables(Model):
     model_config = Model.model_config | {"extra": "allow"}
     openapi_extra: ClassVar[dict[str, Any]] = {"x-kubernetes-preserve-unknown-fields": True}
 
-    namespace: Any = Field(
-        None,
-        description="Not allowed: flow runs always run in the resource's own namespace.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    namespace: str | None = Field(
+        None, description="Not allowed: flow runs always run in the resource's own namespace."
     )
 
 
