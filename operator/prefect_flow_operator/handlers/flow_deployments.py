@@ -94,15 +94,28 @@ async def reconcile(
         fields |= {"workPool": parsed.pool.name, "workQueue": parsed.pool.queue or "default"}
     outcome = result.outcome
     if outcome.ready and not isinstance(parsed, Outcome) and not parsed.suspend:
-        extra, tag_status = await apply_tag_limits(memo, pfd_index, me=(namespace, name))
-        outcome = Outcome(outcome.reason, outcome.message, ready=True, extra=extra)
-        fields["tagLimits"] = tag_status
+        try:
+            extra, tag_status = await apply_tag_limits(memo, pfd_index, me=(namespace, name))
+        except PrefectUnavailable as exc:
+            outcome = Outcome(c.PREFECT_UNAVAILABLE, f"tag limits: {exc}; retrying with backoff", retry_after=retry_delay(retry))
+        else:
+            outcome = Outcome(outcome.reason, outcome.message, ready=True, extra=extra)
+            fields["tagLimits"] = tag_status
+            warn_new_conflict(body, extra, status)
     update = status_update(status, outcome, meta.get("generation"), fields)
     if update:
         patch.status.update(update)
     announce(body, outcome, ready_reason(status), result.changes, logger)
     if outcome.retry_after is not None:
         raise kopf.TemporaryError(outcome.message, delay=outcome.retry_after)
+
+
+def warn_new_conflict(body: kopf.Body, extra: list[dict[str, Any]], status: kopf.Status) -> None:
+    """An event when this resource's tag-limit conflict appears or changes, not on every pass."""
+    new = next((x for x in extra if x["type"] == c.LIMIT_CONFLICT and x["status"] == "True"), None)
+    old = next((x for x in status.get("conditions") or [] if x.get("type") == c.LIMIT_CONFLICT), {})
+    if new and (old.get("status"), old.get("message")) != ("True", new["message"]):
+        kopf.warn(body, reason=c.LIMIT_CONFLICT, message=new["message"][:1000])
 
 
 @kopf.on.delete(*RESOURCE)

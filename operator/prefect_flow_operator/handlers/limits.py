@@ -10,7 +10,7 @@ import kopf
 from .. import conditions as c
 from ..api.flow_deployment import PLURAL
 from ..desired.tag_limits import statuses_for
-from ..prefect.tag_limits import sync_tag_limits
+from ..prefect.tag_limits import TagLedgerError, sync_tag_limits
 from .context import runtime, status_writer
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,13 @@ async def apply_tag_limits(
     rt = runtime(memo)
     async with rt.tag_lock:
         declared = declared_limits(index)
-        result = await sync_tag_limits(rt.api, declared, cluster=rt.config.cluster_name)
+        try:
+            result = await sync_tag_limits(rt.api, declared, cluster=rt.config.cluster_name)
+        except TagLedgerError as exc:
+            # The ledger is damaged or full: say so on the resources, keep Prefect as it is.
+            log.error("tag limits not synced: %s", exc)
+            msg = [f"tag limits not synced: {exc}"]
+            return ([conflict_condition(msg)] if me and f"{me[0]}/{me[1]}" in declared else [], [])
     mine: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
     for (namespace, name), store in index.items():
         key = f"{namespace}/{name}"
