@@ -17,6 +17,7 @@ class OperatorConfig(BaseModel):
     resync_seconds: float = Field(60.0, description="PFO_RESYNC_SECONDS: interval of the drift sweep.", gt=0)
     namespaces: list[str] = Field(default_factory=list, description="PFO_NAMESPACES: comma-separated; empty = all.")
     log_format: str = Field("plain", description="PFO_LOG_FORMAT: plain or json.")
+    metrics_port: int = Field(9090, description="PFO_METRICS_PORT: Prometheus /metrics port; 0 disables.", ge=0, le=65535)
 
     @field_validator("cluster_name")
     @classmethod
@@ -37,5 +38,6 @@ class OperatorConfig(BaseModel):
             "resync_seconds": env.get("PFO_RESYNC_SECONDS", "60"),
             "namespaces": [n.strip() for n in env.get("PFO_NAMESPACES", "").split(",") if n.strip()],
             "log_format": env.get("PFO_LOG_FORMAT", "plain"),
+            "metrics_port": env.get("PFO_METRICS_PORT", "9090"),
         }
         return cls.model_validate({k: v for k, v in raw.items() if v is not None})

@@ -155,6 +155,11 @@ def test_pool_and_deployment_reconcile_and_follow_edits(operator: OperatorProces
     wait_for(lambda: papi.get("work_pools/e2e-pool").json()["concurrency_limit"] == 9, 10, "pool limit")
     wait_for(lambda: ready(kubectl, "pfd", "nightly"), what="Ready after edit")
 
+    # The metrics endpoint counts what just happened.
+    metrics = httpx.get(f"http://127.0.0.1:{operator.metrics_port}/metrics").text
+    assert 'pfo_reconcile_total{kind="PrefectFlowDeployment",outcome="Synced"}' in metrics
+    assert 'pfo_prefect_requests_total{method="PATCH",path="deployments/{id}",status="204"}' in metrics
+
 
 def test_drift_in_prefect_is_reverted_with_an_event(operator: OperatorProcess, kubectl: Callable[..., Any], papi: httpx.Client) -> None:
     apply(kubectl, pool("drift-pool"), flow_deployment("drifty", "drift-pool", description="declared"))

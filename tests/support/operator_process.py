@@ -22,12 +22,14 @@ from .prefect_server import free_port
 class OperatorProcess:
     def __init__(self, *, kubeconfig: str, prefect_api_url: str, **env: str) -> None:
         self.port = free_port()
+        self.metrics_port = free_port()
         self.log = Path(tempfile.mkstemp(prefix="pfo-operator-", suffix=".log")[1])
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "PFO_", "KUBERNETES_"))},
             "KUBECONFIG": kubeconfig,
             "PREFECT_API_URL": prefect_api_url,
             "PFO_RESYNC_SECONDS": "3",
+            "PFO_METRICS_PORT": str(self.metrics_port),
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -3,23 +3,44 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import OperatorConfig
 from ..kube import StatusWriter
+from ..metrics import Metrics
 from ..prefect.client import PrefectAPI
+
+
+Handler = Callable[..., Awaitable[Any]]
 
 
 @dataclass
 class Runtime:
     config: OperatorConfig
     api: PrefectAPI
+    metrics: Metrics
     status: StatusWriter | None = None
     kubernetes_template: dict[str, Any] | None = None
     # Serialises the cluster-wide tag-limit computation: many handlers trigger it.
     tag_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     sweeper: asyncio.Task[None] | None = None
+
+
+def instrumented(kind: str) -> Callable[[Handler], Handler]:
+    """Time a handler and count it as in flight (kopf calls handlers with keywords only)."""
+
+    def wrap(fn: Handler) -> Handler:
+        @functools.wraps(fn)
+        async def handler(**kwargs: Any) -> Any:
+            with runtime(kwargs["memo"]).metrics.reconciling(kind):
+                return await fn(**kwargs)
+
+        return handler
+
+    return wrap
 
 
 def runtime(memo: Any) -> Runtime:

@@ -10,12 +10,12 @@ from pydantic import ValidationError
 
 from .. import conditions as c
 from ..api import GROUP, VERSION
-from ..api.flow_deployment import PLURAL, PrefectFlowDeploymentSpec
+from ..api.flow_deployment import KIND, PLURAL, PrefectFlowDeploymentSpec
 from ..conditions import Outcome
 from ..desired.deployment import Owner
 from ..prefect.client import PrefectUnavailable
 from ..prefect.deployments import DeploymentSync, release_deployment, sync_deployment, url_for
-from .context import runtime
+from .context import instrumented, runtime
 from .limits import apply_tag_limits
 from .sweep import ensure_sweeper
 from .status import announce, ready_reason, retry_delay, status_update
@@ -54,6 +54,7 @@ def owner(memo: kopf.Memo, namespace: str, name: str, uid: str) -> Owner:
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
+@instrumented(KIND)
 async def reconcile(
     body: kopf.Body,
     spec: kopf.Spec,
@@ -105,6 +106,7 @@ async def reconcile(
     update = status_update(status, outcome, meta.get("generation"), fields)
     if update:
         patch.status.update(update)
+    rt.metrics.reconciles.labels(KIND, outcome.reason).inc()
     announce(body, outcome, ready_reason(status), result.changes, logger)
     if outcome.retry_after is not None:
         raise kopf.TemporaryError(outcome.message, delay=outcome.retry_after)
@@ -119,6 +121,7 @@ def warn_new_conflict(body: kopf.Body, extra: list[dict[str, Any]], status: kopf
 
 
 @kopf.on.delete(*RESOURCE)
+@instrumented(KIND)
 async def release(
     body: kopf.Body,
     spec: kopf.Spec,

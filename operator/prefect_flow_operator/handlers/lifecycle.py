@@ -9,6 +9,7 @@ from typing import Any
 import kopf
 
 from ..config import OperatorConfig
+from ..metrics import Metrics
 from ..prefect.client import PrefectAPI
 from .context import Runtime, runtime
 
@@ -41,12 +42,16 @@ async def startup(
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
     settings.execution.max_workers = 4
+    metrics = Metrics()
+    if config.metrics_port:
+        metrics.serve(config.metrics_port)
     api = PrefectAPI(
         config.prefect_api_url,
         api_key=config.prefect_api_key.get_secret_value() if config.prefect_api_key else None,
         auth_string=config.prefect_api_auth_string.get_secret_value() if config.prefect_api_auth_string else None,
+        observer=metrics.observe_request,
     )
-    memo.runtime = Runtime(config=config, api=api)
+    memo.runtime = Runtime(config=config, api=api, metrics=metrics)
     logger.info("Prefect API %s, cluster %r, resync every %ss", config.prefect_api_url, config.cluster_name, config.resync_seconds)
 
 

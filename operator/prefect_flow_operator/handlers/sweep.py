@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import kopf
@@ -56,16 +57,21 @@ async def sweep_forever(memo: kopf.Memo, pfd_index: kopf.Index[Any, Any], pwp_in
     rt = runtime(memo)
     while True:
         await asyncio.sleep(rt.config.resync_seconds)
+        started = time.monotonic()
         try:
             await sweep_once(memo, pfd_index, pwp_index)
+            rt.metrics.sweep_last_success.set_to_current_time()
         except PrefectUnavailable as exc:
             log.warning("drift sweep skipped: %s", exc)
         except Exception:  # noqa: BLE001 - one failed pass must not end the loop
             log.exception("drift sweep failed")
+        rt.metrics.sweep_seconds.observe(time.monotonic() - started)
 
 
 async def sweep_once(memo: kopf.Memo, pfd_index: kopf.Index[Any, Any], pwp_index: kopf.Index[Any, Any]) -> None:
     rt = runtime(memo)
+    rt.metrics.resources.labels(PFD_KIND).set(sum(len(store) for _, store in pfd_index.items()))
+    rt.metrics.resources.labels(PWP_KIND).set(sum(len(store) for _, store in pwp_index.items()))
     pools = await read_pools(rt.api)
     await _sweep_pools(memo, pwp_index, pools)
     cluster = rt.config.cluster_name
@@ -105,6 +111,7 @@ async def _sweep_deployment(
     if result.changes:
         # A deployment created here was never there (the pool appeared late, say): not drift.
         reason = "DriftReverted" if status.get("deploymentId") else "Created"
+        rt.metrics.drift_reverts.labels(PFD_KIND).inc(reason == "DriftReverted")
         kopf.info(body, reason=reason, message="; ".join(result.changes)[:1000])
     update = status_update(status, result.outcome, entry["generation"], {"deploymentId": result.deployment_id})
     if update and (ready_reason(status) != result.outcome.reason or "deploymentId" in update):
@@ -136,6 +143,7 @@ async def _sweep_pools(memo: kopf.Memo, pwp_index: kopf.Index[Any, Any], pools: 
         result = await sync_pool(rt, spec, name)
         body = _ref(PWP_KIND, None, name, entry["uid"])
         if result.changes:
+            rt.metrics.drift_reverts.labels(PWP_KIND).inc()
             kopf.info(body, reason="DriftReverted", message="; ".join(result.changes)[:1000])
         update = status_update(entry["status"], result.outcome, entry["generation"], pool_fields(result, pool_name))
         if update:

@@ -11,11 +11,11 @@ from pydantic import ValidationError
 from .. import conditions as c
 from ..api import GROUP, VERSION
 from ..api.common import DeletionPolicy
-from ..api.work_pool import PLURAL, PrefectWorkPoolSpec
+from ..api.work_pool import KIND, PLURAL, PrefectWorkPoolSpec
 from ..conditions import Outcome
 from ..prefect.client import PrefectAPI, PrefectUnavailable
 from ..prefect.work_pools import PoolSyncResult, delete_work_pool, fetch_kubernetes_default_template, sync_work_pool
-from .context import Runtime, runtime
+from .context import Runtime, instrumented, runtime
 from .status import announce, ready_reason, retry_delay, status_update
 
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -61,6 +61,7 @@ def pool_fields(result: PoolSyncResult, pool_name: str) -> dict[str, Any]:
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
+@instrumented(KIND)
 async def reconcile_pool(
     body: kopf.Body,
     spec: kopf.Spec,
@@ -96,12 +97,14 @@ async def reconcile_pool(
     update = status_update(status, outcome, meta.get("generation"), fields)
     if update:
         patch.status.update(update)
+    rt.metrics.reconciles.labels(KIND, outcome.reason).inc()
     announce(body, outcome, ready_reason(status), result.changes if result else [], logger)
     if outcome.retry_after is not None:
         raise kopf.TemporaryError(outcome.message, delay=outcome.retry_after)
 
 
 @kopf.on.delete(*RESOURCE)
+@instrumented(KIND)
 async def release_pool(
     body: kopf.Body,
     spec: kopf.Spec,

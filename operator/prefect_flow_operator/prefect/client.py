@@ -13,13 +13,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 
 log = logging.getLogger(__name__)
+
+# (method, path template, status code or "error", seconds): one call per HTTP attempt.
+Observer = Callable[[str, str, "int | str", float], None]
 
 RETRY_STATUS = {408, 429, 502, 503, 504}
 PAGE = 200  # the server's maximum page size
@@ -54,6 +58,7 @@ class PrefectAPI:
         timeout: float = 30.0,
         retries: int = 3,
         backoff: float = 0.5,
+        observer: Observer | None = None,
     ) -> None:
         headers = {}
         if auth_string:
@@ -69,6 +74,7 @@ class PrefectAPI:
         )
         self.retries = retries
         self.backoff = backoff
+        self.observer = observer
         # (METHOD, path template) -> count; templates keep ids out of the keys.
         self.requests: Counter[tuple[str, str]] = Counter()
 
@@ -94,13 +100,16 @@ class PrefectAPI:
         self.requests[(method, template or path)] += 1
         attempt = 0
         while True:
+            started = time.monotonic()
             try:
                 resp = await self._http.request(method, path.lstrip("/"), json=json)
             except httpx.TransportError as exc:
+                self._observe(method, template or path, "error", started)
                 if attempt >= self.retries:
                     raise PrefectUnavailable(f"Prefect at {self.api_url} is unreachable: {exc!r}") from exc
                 delay = self.backoff * 2**attempt
             else:
+                self._observe(method, template or path, resp.status_code, started)
                 if resp.status_code not in RETRY_STATUS:
                     break
                 if attempt >= self.retries:
@@ -118,6 +127,10 @@ class PrefectAPI:
             return None
         return resp.json()
 
+    def _observe(self, method: str, template: str, status: int | str, started: float) -> None:
+        if self.observer is not None:
+            self.observer(method, template, status, time.monotonic() - started)
+
     async def get(self, path: str, template: str | None = None) -> Any:
         return await self.request("GET", path, template=template)
 
@@ -127,11 +140,13 @@ class PrefectAPI:
         except NotFound:
             return None
 
-    async def paged(self, path: str, body: dict[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
+    async def paged(
+        self, path: str, body: dict[str, Any] | None = None, *, template: str | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
         """Every object of a `/filter` endpoint, PAGE at a time."""
         offset = 0
         while True:
-            page = await self.request("POST", path, json={**(body or {}), "limit": PAGE, "offset": offset})
+            page = await self.request("POST", path, template=template, json={**(body or {}), "limit": PAGE, "offset": offset})
             for item in page:
                 yield item
             if len(page) < PAGE:
