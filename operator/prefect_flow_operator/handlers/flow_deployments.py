@@ -94,7 +94,10 @@ async def reconcile(
     if not isinstance(parsed, Outcome):
         fields |= {"workPool": parsed.pool.name, "workQueue": parsed.pool.queue or "default"}
     outcome = result.outcome
-    if outcome.ready and not isinstance(parsed, Outcome) and not parsed.suspend:
+    declares_tags = not isinstance(parsed, Outcome) and parsed.concurrency and parsed.concurrency.tag_limits
+    # Only a resource that declares (or declared) tag limits can change them; the sweep
+    # re-checks all of them once per pass anyway.
+    if outcome.ready and not isinstance(parsed, Outcome) and not parsed.suspend and (declares_tags or status.get("tagLimits")):
         try:
             extra, tag_status = await apply_tag_limits(memo, pfd_index, me=(namespace, name))
         except PrefectUnavailable as exc:
