@@ -183,3 +183,13 @@ def test_command_line_prints_kubeconfig_and_stops_on_ctrl_c(control_plane: Contr
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_crds_apply_client_side_too(control_plane) -> None:  # type: ignore[no-untyped-def]
+    """Users without server-side apply (older Argo CD, plain `kubectl apply`) must not hit
+    the 256 KiB last-applied-configuration limit or a schema the server refuses."""
+    from pathlib import Path
+
+    crds = Path(__file__).resolve().parents[2] / "crds"
+    out = control_plane.kubectl("apply", "--dry-run=server", "-f", str(crds))
+    assert out.stdout.count("(server dry run)") == 2, out.stdout
