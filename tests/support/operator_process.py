@@ -11,12 +11,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
 
-from .prefect_server import free_port
+from .prefect_server import free_port, wait_healthy
 
 
 class OperatorProcess:
@@ -44,17 +42,7 @@ class OperatorProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"operator exited with {self.proc.returncode}:\n{self.tail()}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"operator not live after {timeout}s:\n{self.tail()}")
+        wait_healthy(self.proc, f"http://127.0.0.1:{self.port}/healthz", timeout, "operator", self.log)
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, as when a node dies."""

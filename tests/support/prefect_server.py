@@ -20,6 +20,21 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 
 
+def wait_healthy(proc: subprocess.Popen[bytes], url: str, timeout: float, what: str, log: Path) -> None:
+    """Poll `url` until it answers 200; fail early, with the log's tail, if `proc` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited ({proc.returncode}):\n{log.read_text(errors='replace')[-4000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"{what} not healthy after {timeout}s:\n{log.read_text(errors='replace')[-4000:]}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -64,18 +79,11 @@ class PrefectServer:
             args.append("--no-services")
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(args, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"prefect server exited ({self.proc.returncode}):\n{self.log.read_text()[-4000:]}")
-            try:
-                if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"prefect server not healthy after {self.startup_timeout}s:\n{self.log.read_text()[-4000:]}")
+        try:
+            wait_healthy(self.proc, f"{self.api_url}/health", self.startup_timeout, "prefect server", self.log)
+        except RuntimeError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         if self.proc is None:
