@@ -32,6 +32,7 @@ from prefect_flow_operator.desired.deployment import (
 from prefect_flow_operator.desired.work_pool import default_base_job_template
 from prefect_flow_operator.prefect.client import PrefectAPI, PrefectUnavailable
 from prefect_flow_operator.prefect.deployments import DeploymentSync, release_deployment, sync_deployment
+from tests.support.specs import PARAM_SCHEMA, full_spec
 from tests.support.prefect_server import PrefectServer
 
 SUFFIX = uuid.uuid4().hex[:6]
@@ -42,42 +43,7 @@ STOCK_POOL = f"pfo-dep-stock-{SUFFIX}"  # POST type kubernetes, template {}: cpu
 NAMESPACE = "team-a"
 NAME = "etl"  # metadata.name of the resource
 
-PARAM_SCHEMA = {
-    "type": "object",
-    "title": "Parameters",
-    "properties": {
-        "day": {"type": "string", "title": "day", "position": 0},
-        "batch": {"type": "integer", "default": 500, "title": "batch", "position": 1},
-    },
-}
-
-FULL: dict[str, Any] = {
-    "flowName": "set-per-test",
-    "deploymentName": "etl-daily",
-    "entrypoint": "flows/etl.py:main",
-    "image": "ghcr.io/acme/etl:1.4.2",
-    "imagePullPolicy": "Always",
-    "pool": {"name": FULL_POOL, "queue": "critical"},
-    "envFrom": [
-        {"configMapRef": {"name": "etl-config"}},
-        {"secretRef": {"name": "etl-db", "optional": True}, "prefix": "DB_"},
-    ],
-    "env": [{"name": "LOG_LEVEL", "value": "INFO"}, {"name": "MODE", "value": "batch"}],
-    "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
-    "serviceAccountName": "etl-runner",
-    "concurrency": {"limit": 3, "collisionStrategy": "CancelNew"},
-    "schedules": [
-        {"slug": "daily", "cron": "0 6 * * *"},
-        {"slug": "every-90s", "interval": "90s"},
-        {"slug": "mondays", "rrule": "FREQ=WEEKLY;BYDAY=MO;BYHOUR=7", "timezone": "Europe/Berlin"},
-    ],
-    "parameters": {"batch": 1000},
-    "parameterSchema": PARAM_SCHEMA,
-    "tags": ["etl", "nightly"],
-    "description": "Nightly ETL",
-    "version": "1.4.2",
-    "workingDir": "/opt/flows",
-}
+FULL: dict[str, Any] = full_spec(flow_name="set-per-test", pool=FULL_POOL)
 DEPLOYMENT = FULL["deploymentName"]
 
 FULL_JOB_VARIABLES = {

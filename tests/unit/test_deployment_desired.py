@@ -35,6 +35,7 @@ from prefect_flow_operator.desired.deployment import (
     schedule_plan,
     validate,
 )
+from tests.support.specs import PARAM_SCHEMA, full_spec
 
 NAMESPACE = "team-a"
 OWNER = Owner(cluster="prod-eu", namespace=NAMESPACE, name="etl", uid="0d6f1c2e-1111-4a4a-9c9c-5f5f5f5f5f5f")
@@ -43,42 +44,7 @@ FULL_TEMPLATE = {"env_from", "resources", "env_list"}
 # ... and the stock Kubernetes template: resources only as cpu_*/memory_* variables.
 STOCK_TEMPLATE = {"cpu_request", "cpu_limit", "memory_request", "memory_limit"}
 
-PARAM_SCHEMA = {
-    "type": "object",
-    "title": "Parameters",
-    "properties": {
-        "day": {"type": "string", "format": "date", "title": "day", "position": 0},
-        "batch": {"type": "integer", "default": 500, "title": "batch", "position": 1},
-    },
-}
-
-FULL: dict[str, Any] = {
-    "flowName": "etl",
-    "deploymentName": "etl-daily",
-    "entrypoint": "flows/etl.py:main",
-    "image": "ghcr.io/acme/etl:1.4.2",
-    "imagePullPolicy": "Always",
-    "pool": {"name": "k8s", "queue": "critical"},
-    "envFrom": [
-        {"configMapRef": {"name": "etl-config"}},
-        {"secretRef": {"name": "etl-db", "optional": True}, "prefix": "DB_"},
-    ],
-    "env": [{"name": "LOG_LEVEL", "value": "INFO"}, {"name": "MODE", "value": "batch"}],
-    "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
-    "serviceAccountName": "etl-runner",
-    "concurrency": {"limit": 3, "collisionStrategy": "CancelNew"},
-    "schedules": [
-        {"slug": "daily", "cron": "0 6 * * *"},
-        {"slug": "every-90s", "interval": "90s"},
-        {"slug": "mondays", "rrule": "FREQ=WEEKLY;BYDAY=MO;BYHOUR=7", "timezone": "Europe/Berlin"},
-    ],
-    "parameters": {"batch": 1000},
-    "parameterSchema": PARAM_SCHEMA,
-    "tags": ["etl", "nightly"],
-    "description": "Nightly ETL",
-    "version": "1.4.2",
-    "workingDir": "/opt/flows",
-}
+FULL: dict[str, Any] = full_spec(flow_name="etl", pool="k8s")
 
 DEP_ID = "ae99a949-c3d7-47fb-8ad5-54a076a3f1aa"
 FLOW_ID = "3c73a7a3-cacf-4021-bcd0-e7c84812f21f"
