@@ -47,4 +47,4 @@ def test_not_ready_does_not_touch_last_sync_time() -> None:
 
 
 def test_backoff_doubles_and_is_capped() -> None:
-    assert [retry_delay(r) for r in range(8)] == [5, 10, 20, 40, 80, 160, 300, 300]
+    assert [retry_delay(r) for r in range(8)] == [2, 4, 8, 16, 32, 60, 60, 60]

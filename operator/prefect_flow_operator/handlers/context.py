@@ -27,6 +27,12 @@ class Runtime:
     # Serialises the cluster-wide tag-limit computation: many handlers trigger it.
     tag_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     sweeper: asyncio.Task[None] | None = None
+    # One lock per resource uid: the sweep and the handlers must not interleave their
+    # writes for one resource (a sweep pass must not re-create what a deletion removed).
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def lock_for(self, uid: str) -> asyncio.Lock:
+        return self.locks.setdefault(uid, asyncio.Lock())
 
 
 def instrumented(kind: str) -> Callable[[Handler], Handler]:

@@ -79,9 +79,10 @@ async def reconcile(
         result = DeploymentSync(Outcome(c.SUSPENDED, "spec.suspend is true: Prefect is not synced", ready=True))
     if result is None:
         try:
-            result = await sync_deployment(
-                rt.api, parsed, name=name, owner=owner(memo, namespace, name, uid), ui_url=rt.config.prefect_ui_url
-            )
+            async with rt.lock_for(uid):
+                result = await sync_deployment(
+                    rt.api, parsed, name=name, owner=owner(memo, namespace, name, uid), ui_url=rt.config.prefect_ui_url
+                )
         except PrefectUnavailable as exc:
             result = DeploymentSync(
                 Outcome(c.PREFECT_UNAVAILABLE, f"{exc}; retrying with backoff", retry_after=retry_delay(retry))
@@ -145,7 +146,8 @@ async def release(
     if isinstance(parsed, Outcome) or not status.get("deploymentId") and ready_reason(status) == c.INVALID_SPEC:
         return  # nothing was ever written to Prefect for it
     try:
-        message = await release_deployment(rt.api, parsed, name=name, owner=owner(memo, namespace, name, uid))
+        async with rt.lock_for(uid):
+            message = await release_deployment(rt.api, parsed, name=name, owner=owner(memo, namespace, name, uid))
     except PrefectUnavailable as exc:
         outcome = Outcome(c.PREFECT_UNAVAILABLE, f"deletion waits for Prefect: {exc}", retry_after=retry_delay(retry))
         update = status_update(status, outcome, meta.get("generation"), {})
@@ -156,4 +158,5 @@ async def release(
     # The index no longer lists this resource: limits it alone declared are released.
     if parsed.concurrency and parsed.concurrency.tag_limits:
         await apply_tag_limits(memo, pfd_index, me=None)
+    rt.locks.pop(uid, None)
     kopf.info(body, reason="Released", message=message)

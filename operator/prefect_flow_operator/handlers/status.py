@@ -44,5 +44,8 @@ def ready_reason(status: Mapping[str, Any]) -> str | None:
 
 
 def retry_delay(retry: int) -> float:
-    """Exponential backoff for an unreachable Prefect: 5 s doubling up to 5 min."""
-    return float(min(5 * 2**retry, 300))
+    """Exponential backoff for an unreachable Prefect: 2 s doubling up to 1 min.
+
+    The cap stays low because kopf keeps the retry count across operator restarts, and
+    a busy Prefect (503 under load) should not push one resource minutes behind."""
+    return float(min(2 * 2**retry, 60))

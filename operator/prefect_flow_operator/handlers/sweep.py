@@ -40,6 +40,11 @@ def _ref(kind: str, namespace: str | None, name: str, uid: str) -> dict[str, Any
     return {"apiVersion": "pfo.dev/v1alpha1", "kind": kind, "metadata": meta}
 
 
+def _still_current(index: kopf.Index[Any, Any], key: Any, entry: dict[str, Any]) -> bool:
+    """The index drops resources being deleted; a new generation means a handler is due."""
+    return any(e["uid"] == entry["uid"] and e["generation"] == entry["generation"] for e in index.get(key, []))
+
+
 def _settled(entry: dict[str, Any]) -> bool:
     return entry["status"].get("observedGeneration") == entry["generation"]
 
@@ -83,8 +88,13 @@ async def sweep_once(memo: kopf.Memo, pfd_index: kopf.Index[Any, Any], pwp_index
     gate = asyncio.Semaphore(PARALLEL)
 
     async def one(namespace: str, name: str, entry: dict[str, Any]) -> None:
-        async with gate:
-            await _sweep_deployment(memo, namespace, name, entry, pools, by_uid.get(entry["uid"], UNSET))
+        async with gate, rt.lock_for(entry["uid"]):
+            if not _still_current(pfd_index, (namespace, name), entry):
+                return  # deleted or changed since the pass began: its handler owns it now
+            try:
+                await _sweep_deployment(memo, namespace, name, entry, pools, by_uid.get(entry["uid"], UNSET))
+            except PrefectUnavailable as exc:
+                log.warning("drift sweep: %s/%s not checked: %s", namespace, name, exc)
 
     await asyncio.gather(
         *(one(ns, name, entry) for (ns, name), store in list(pfd_index.items()) for entry in store if _settled(entry))

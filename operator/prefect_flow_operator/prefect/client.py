@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -107,7 +108,7 @@ class PrefectAPI:
                 self._observe(method, template or path, "error", started)
                 if attempt >= self.retries:
                     raise PrefectUnavailable(f"Prefect at {self.api_url} is unreachable: {exc!r}") from exc
-                delay = self.backoff * 2**attempt
+                delay = self._backoff(attempt)
             else:
                 self._observe(method, template or path, resp.status_code, started)
                 if resp.status_code not in RETRY_STATUS:
@@ -116,7 +117,7 @@ class PrefectAPI:
                     raise PrefectUnavailable(
                         f"Prefect at {self.api_url} answered {resp.status_code} to {method} {template or path}"
                     )
-                delay = _retry_after(resp) or self.backoff * 2**attempt
+                delay = _retry_after(resp) or self._backoff(attempt)
             attempt += 1
             await asyncio.sleep(delay)
         if resp.status_code == 404:
@@ -126,6 +127,10 @@ class PrefectAPI:
         if resp.status_code == 204 or not resp.content:
             return None
         return resp.json()
+
+    def _backoff(self, attempt: int) -> float:
+        # Jittered: many reconciles hitting a busy SQLite server (503) must not retry in step.
+        return self.backoff * 2**attempt * random.uniform(0.5, 1.5)
 
     def _observe(self, method: str, template: str, status: int | str, started: float) -> None:
         if self.observer is not None:
