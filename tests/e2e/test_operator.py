@@ -211,3 +211,25 @@ def test_invalid_spec_the_schema_cannot_see(operator: OperatorProcess, kubectl: 
     assert cond["reason"] == "InvalidSpec" and "schedules[0].timezone" in cond["message"]
     assert condition(get(kubectl, "pfd", "badtz"), "Stalled")["status"] == "True"
     assert prefect_deployment(papi, "etl", "badtz") is None
+
+
+def test_prefect_down_holds_the_finalizer_until_the_delete_is_confirmed(
+    operator: OperatorProcess, kubectl: Callable[..., Any], papi: httpx.Client, prefect: PrefectServer
+) -> None:
+    apply(kubectl, pool("outage-pool"), flow_deployment("outage", "outage-pool"))
+    wait_for(lambda: ready(kubectl, "pfd", "outage"), what="Ready")
+    prefect.stop()
+    try:
+        kubectl("delete", "pfd", "outage", "-n", NS, "--wait=false")
+        cond = wait_for(
+            lambda: (c := condition(get(kubectl, "pfd", "outage"), "Ready"))["reason"] == "PrefectUnavailable" and c,
+            60,
+            "PrefectUnavailable while deleting",
+        )
+        assert "deletion waits for Prefect" in cond["message"]
+        # Still there, finalizer and all: nothing is orphaned silently.
+        assert get(kubectl, "pfd", "outage")["metadata"]["finalizers"] == ["pfo.dev/finalizer"]
+    finally:
+        prefect.start()
+    wait_for(lambda: kubectl("get", "pfd", "outage", "-n", NS, check=False).returncode != 0, 90, "deletion completed")
+    assert prefect_deployment(papi, "etl", "outage") is None

@@ -155,10 +155,10 @@ class _Deployment:
     def note(self, msg: str) -> None:
         self.notes.append(f"{self.where}: {msg}")
 
-    def fill(self, key: str, value: Any, *, runtime_ok: bool = False) -> Any:
+    def fill(self, key: str, value: Any, *, runtime_ok: bool = False, env_ok: bool = False) -> Any:
         """`value` with placeholders filled; each unresolved one is a problem (None returned)."""
         errors: list[Unresolved] = []
-        out = resolve(value, self.values, runtime_ok=runtime_ok, errors=errors)
+        out = resolve(value, self.values, runtime_ok=runtime_ok, env_ok=env_ok, errors=errors)
         seen = set()
         for exc in errors:
             if exc.placeholder not in seen:
@@ -469,7 +469,8 @@ class _Deployment:
                 "without pull steps); set it to where the Dockerfile copies the code"
             )
             return
-        steps = self.fill("pull", steps, runtime_ok=True)
+        # prefect deploy fills $VAR in a deployment's own pull steps, not in the file's.
+        steps = self.fill("pull", steps, runtime_ok=True, env_ok="pull" in raw)
         if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
             self.problem("pull must be a list of steps")
             return

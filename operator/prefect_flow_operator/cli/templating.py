@@ -10,9 +10,10 @@
 (`--image`, `--set KEY=VALUE`) or, for `$VAR`, the environment; a placeholder nothing
 resolves is an error that names the option to pass. `{{ ctx.* }}` placeholders are
 runtime templates the worker fills per flow run: they are kept. In pull steps only the
-outputs of build and push steps are filled (as `prefect deploy` does): `$VAR`,
-variables, blocks and the outputs of earlier pull steps are resolved at run time,
-inside the flow-run pod.
+outputs of build and push steps are filled, plus `$VAR` in a deployment's own `pull`
+(what `prefect deploy` 3.9 does, verified against a real server): variables, blocks,
+the outputs of earlier pull steps and `$VAR` in the file's top-level `pull` are
+resolved at run time, inside the flow-run pod.
 """
 
 from __future__ import annotations
@@ -43,12 +44,13 @@ class Values:
     image: str | None = None
     build_ids: frozenset[str] = frozenset()  # ids of build/push steps (deploy-time outputs)
 
-    def lookup(self, key: str, *, runtime_ok: bool = False) -> tuple[bool, Any]:
-        """(found, value). With runtime_ok, only step outputs are looked up."""
+    def lookup(self, key: str, *, runtime_ok: bool = False, env_ok: bool = False) -> tuple[bool, Any]:
+        """(found, value). With runtime_ok, only build/push step outputs (and, with env_ok,
+        `$VAR`) are looked up; the rest is kept for run time."""
         if key.startswith("ctx."):
             return False, None  # a worker-side runtime template
         if key.startswith("$"):
-            if runtime_ok:
+            if runtime_ok and not env_ok:
                 return False, None
             name = key[1:]
             for k in (key, name):
@@ -74,25 +76,27 @@ class Values:
         raise Unresolved(key, f"output of step {step!r}, which pfo import does not run; pass {option}")
 
 
-def resolve(value: Any, values: Values, *, runtime_ok: bool = False, errors: list[Unresolved] | None = None) -> Any:
+def resolve(
+    value: Any, values: Values, *, runtime_ok: bool = False, env_ok: bool = False, errors: list[Unresolved] | None = None
+) -> Any:
     """`value` with every placeholder filled; a string that is one placeholder becomes the
     value itself (as Prefect's `apply_values` does). Raises Unresolved for the first
     placeholder nothing resolves, or, with `errors`, collects them all (leaving those
     strings as they are)."""
     if isinstance(value, dict):
-        return {k: resolve(v, values, runtime_ok=runtime_ok, errors=errors) for k, v in value.items()}
+        return {k: resolve(v, values, runtime_ok=runtime_ok, env_ok=env_ok, errors=errors) for k, v in value.items()}
     if isinstance(value, list):
-        return [resolve(v, values, runtime_ok=runtime_ok, errors=errors) for v in value]
+        return [resolve(v, values, runtime_ok=runtime_ok, env_ok=env_ok, errors=errors) for v in value]
     if not isinstance(value, str) or "{{" not in value:
         return value
     try:
         whole = PLACEHOLDER.fullmatch(value.strip())
         if whole:
-            found, got = values.lookup(whole.group(1), runtime_ok=runtime_ok)
+            found, got = values.lookup(whole.group(1), runtime_ok=runtime_ok, env_ok=env_ok)
             return got if found else value
 
         def sub(m: re.Match[str]) -> str:
-            found, got = values.lookup(m.group(1), runtime_ok=runtime_ok)
+            found, got = values.lookup(m.group(1), runtime_ok=runtime_ok, env_ok=env_ok)
             return str(got) if found else m.group(0)
 
         return PLACEHOLDER.sub(sub, value)

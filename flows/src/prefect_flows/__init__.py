@@ -1,0 +1,1 @@
+"""Thin Prefect wrappers around core/: flows and tasks only orchestrate."""
