@@ -1,7 +1,7 @@
 """`make dev`: a whole local setup in one command, gone again on Ctrl-C.
 
 Starts a real kube-apiserver + etcd, a Prefect server (with its UI) and the operator,
-installs the CRDs, applies examples/, and prints how to look at it all.
+installs the CRDs, applies flows/deploy/ and examples/, and prints how to look at it all.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def main() -> int:
         cp.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         with OperatorProcess(kubeconfig=str(kubeconfig), prefect_api_url=prefect.api_url, PFO_RESYNC_SECONDS="15",
                              PFO_PREFECT_UI_URL=prefect.api_url.removesuffix("/api")) as op:
-            cp.kubectl("apply", "-f", str(REPO / "examples"))
+            cp.kubectl("apply", "-f", str(REPO / "flows" / "deploy"), "-f", str(REPO / "examples"))
             print(
                 f"""
 Everything is up. In another shell:
@@ -44,6 +44,7 @@ Everything is up. In another shell:
   kubectl get prefect                      # PrefectWorkPools and PrefectFlowDeployments
   kubectl get pfd -A -o wide
   kubectl describe pfd nightly-etl         # conditions and events
+  kubectl get events --field-selector reason=Synced
   kubectl patch pwp k8s --type=merge -p '{{"spec":{{"concurrencyLimit":3}}}}'
 
 Prefect UI and API: {prefect.api_url.removesuffix('/api')}

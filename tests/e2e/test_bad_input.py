@@ -112,3 +112,11 @@ def test_pool_name_and_type_are_immutable(control_plane: Any, crds_installed: No
     for field, value in (("poolName", "other"), ("type", "process")):
         result = control_plane.kubectl("apply", "-f", "-", input=json.dumps(with_spec(doc, **{field: value})), check=False)
         assert result.returncode != 0 and f"{field} is immutable" in result.stderr, result.stderr
+
+
+def test_shipped_examples_are_accepted(control_plane: Any, crds_installed: None) -> None:
+    """examples/ and flows/deploy/ are what the README and `make dev` apply."""
+    out = control_plane.kubectl(
+        "apply", "--dry-run=server", "-f", str(REPO / "flows" / "deploy"), "-f", str(REPO / "examples")
+    )
+    assert out.stdout.count("(server dry run)") == 4, out.stdout
