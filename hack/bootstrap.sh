@@ -27,3 +27,10 @@ if [ -x hack/kube-binaries/build.sh ] && [ "${PFO_SKIP_KUBE:-}" != 1 ]; then
   KUBE_ASSETS=$(hack/kube-binaries/build.sh | tail -n 1)
   echo "export KUBEBUILDER_ASSETS=$KUBE_ASSETS"
 fi
+
+# helm for the chart tests (tests/chart, tests/e2e/test_chart_rbac.py), built from the Go
+# module proxy and cached by version like the kube binaries (hack/helm/build.sh).
+if [ -x hack/helm/build.sh ] && [ "${PFO_SKIP_KUBE:-}" != 1 ] && [ "${PFO_SKIP_HELM:-}" != 1 ]; then
+  HELM_BIN=$(hack/helm/build.sh | tail -n 1)
+  echo "export PFO_HELM=$HELM_BIN"
+fi

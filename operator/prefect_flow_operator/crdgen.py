@@ -4,7 +4,7 @@ The pydantic models in `api/` are the single source of truth; this module turns 
 JSON schema into a structural OpenAPI v3 schema that the API server accepts:
 references inlined, `Optional` unwrapped, int-or-string quantities marked, titles dropped.
 
-    python -m prefect_flow_operator.crdgen            # rewrite crds/
+    python -m prefect_flow_operator.crdgen            # rewrite crds/ and the chart's copy
     python -m prefect_flow_operator.crdgen --check    # exit 1 when crds/ is stale
 """
 
@@ -140,20 +140,26 @@ def render() -> dict[str, str]:
     }
 
 
+REPO = Path(__file__).resolve().parents[2]
+# The chart carries a copy: Helm installs crds/ of the chart and does not follow symlinks.
+OUTPUTS = (REPO / "crds", REPO / "charts" / "prefect-flow-operator" / "crds")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[2] / "crds")
+    parser.add_argument("--out", type=Path, action="append", help="directory to write (default: crds/ and the chart's crds/)")
     parser.add_argument("--check", action="store_true", help="fail when the files differ instead of writing")
     args = parser.parse_args(argv)
     stale = []
-    for name, text in render().items():
-        path = args.out / name
-        if path.exists() and path.read_text() == text:
-            continue
-        stale.append(path)
-        if not args.check:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+    for out in args.out or OUTPUTS:
+        for name, text in render().items():
+            path = out / name
+            if path.exists() and path.read_text() == text:
+                continue
+            stale.append(path)
+            if not args.check:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
     if args.check and stale:
         print("stale, run `python -m prefect_flow_operator.crdgen`: " + ", ".join(map(str, stale)), file=sys.stderr)
         return 1

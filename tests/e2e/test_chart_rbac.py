@@ -1,0 +1,244 @@
+"""The Helm chart against the real API server: its rendered manifests pass server-side
+dry-run, and the operator runs under exactly the chart's RBAC — a token of the chart's
+ServiceAccount, RBAC authorization on — through create, edit, drift, events and delete,
+with not one "forbidden" in its log. Once cluster-wide (ClusterRole), once with
+`watchNamespaces` (Role per namespace + the cluster-scoped minimum)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.chart.helm import NAMESPACED_VALUES, RELEASE_NAMESPACE, pick, render
+from tests.e2e.test_operator import condition, prefect_deployment, wait_for
+from tests.support.operator_process import OperatorProcess
+from tests.support.prefect_server import PrefectServer
+
+# kopf logs a denied request as "... -> APIForbiddenError('... is forbidden: User ...', ..., status=403)".
+FORBIDDEN = re.compile(r"forbidden|unauthorized|status=40[13]\b", re.IGNORECASE)
+
+
+@pytest.fixture(scope="module")
+def prefect() -> Iterator[PrefectServer]:
+    with PrefectServer() as server:
+        yield server
+
+
+@pytest.fixture
+def papi(prefect: PrefectServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=prefect.api_url + "/", timeout=10) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def kubectl(control_plane: Any) -> Callable[..., Any]:
+    def run(*args: str, input: str | None = None, check: bool = True, kubeconfig: str | None = None) -> Any:
+        return control_plane.kubectl(*args, input=input, check=check, kubeconfig=kubeconfig)
+
+    return run
+
+
+def apply_objects(kubectl: Callable[..., Any], objs: list[dict[str, Any]], *extra: str) -> str:
+    return kubectl("apply", *extra, "-f", "-", input=yaml.safe_dump_all(objs)).stdout
+
+
+@pytest.mark.parametrize("values", [{}, NAMESPACED_VALUES], ids=["cluster-wide", "namespaced"])
+def test_rendered_chart_passes_server_side_dry_run(control_plane: Any, kubectl: Callable[..., Any], values: dict[str, Any]) -> None:
+    for ns in [RELEASE_NAMESPACE, *values.get("watchNamespaces", [])]:
+        control_plane.ensure_namespace(ns)
+    objs = render({**values, "prefect": {"apiUrl": "http://prefect.example:4200/api", "existingSecret": "prefect-auth"}}, include_crds=True)
+    kinds = sorted({o["kind"] for o in objs})
+    expected = {"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"}
+    if values.get("watchNamespaces"):
+        expected |= {"Role", "RoleBinding"}
+    assert set(kinds) == expected, kinds
+    out = apply_objects(kubectl, objs, "--dry-run=server", "--server-side", "--field-manager=helm")
+    assert out.count("(server dry run)") == len(objs), out
+
+
+def _install_rbac(control_plane: Any, kubectl: Callable[..., Any], objs: list[dict[str, Any]]) -> str:
+    """Apply exactly the chart's ServiceAccount and RBAC; return a kubeconfig with that SA's token."""
+    rbac = [o for o in objs if o["kind"] in {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}]
+    apply_objects(kubectl, rbac)
+    (sa,) = pick(objs, "ServiceAccount")
+    return control_plane.service_account_kubeconfig(sa["metadata"]["namespace"], sa["metadata"]["name"])
+
+
+def _chart_env(objs: list[dict[str, Any]]) -> dict[str, str]:
+    """The operator's environment as the chart's Deployment sets it (plain values only)."""
+    (deployment,) = pick(objs, "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e["value"] for e in container["env"] if "value" in e}
+
+
+def _events(kubectl: Callable[..., Any], name: str) -> list[dict[str, Any]]:
+    items = json.loads(kubectl("get", "events", "-A", "-o", "json").stdout)["items"]
+    return [e for e in items if e["involvedObject"]["name"] == name]
+
+
+def _pfd(name: str, ns: str, pool: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "pfo.dev/v1alpha1",
+        "kind": "PrefectFlowDeployment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"flowName": "rbac-etl", "entrypoint": "flows/etl.py:etl", "image": "ghcr.io/acme/etl:1", "pool": {"name": pool}, **spec},
+    }
+
+
+def _get(kubectl: Callable[..., Any], kind: str, name: str, ns: str | None = None) -> dict[str, Any]:
+    return json.loads(kubectl("get", kind, name, "-o", "json", *(["-n", ns] if ns else [])).stdout)
+
+
+def _ready(kubectl: Callable[..., Any], kind: str, name: str, ns: str | None = None) -> dict[str, Any]:
+    obj = _get(kubectl, kind, name, ns)
+    cond = condition(obj, "Ready")
+    assert cond["status"] == "True", cond
+    assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("values", "release", "watched", "unwatched"),
+    [({}, "pfo-all", "rbac-all", None), (NAMESPACED_VALUES, "pfo-ns", "team-x", "team-z")],
+    ids=["cluster-wide", "namespaced"],
+)
+def test_operator_runs_under_the_charts_rbac(
+    control_plane: Any,
+    kubectl: Callable[..., Any],
+    prefect: PrefectServer,
+    papi: httpx.Client,
+    values: dict[str, Any],
+    release: str,
+    watched: str,
+    unwatched: str | None,
+) -> None:
+    objs = render(values, include_crds=True, release=release)
+    apply_objects(kubectl, pick(objs, "CustomResourceDefinition"), "--server-side")
+    kubectl("wait", "--for=condition=Established", "crd/prefectflowdeployments.pfo.dev", "crd/prefectworkpools.pfo.dev", "--timeout=60s")
+    for ns in [RELEASE_NAMESPACE, watched, *values.get("watchNamespaces", []), *([unwatched] if unwatched else [])]:
+        control_plane.ensure_namespace(ns)
+    sa_kubeconfig = _install_rbac(control_plane, kubectl, objs)
+
+    # The token really is the chart's ServiceAccount, and it is least-privilege.
+    def can(*a: str) -> str:
+        return kubectl("auth", "can-i", *a, kubeconfig=sa_kubeconfig, check=False).stdout.strip()
+
+    assert can("patch", "prefectflowdeployments.pfo.dev", "-n", watched) == "yes"
+    assert can("get", "secrets", "-n", watched) == "no"
+    assert can("delete", "prefectflowdeployments.pfo.dev", "-n", watched) == "no"
+    if unwatched:
+        assert can("list", "prefectflowdeployments.pfo.dev", "-n", unwatched) == "no"
+
+    env = {k: v for k, v in _chart_env(objs).items() if k not in {"PREFECT_API_URL", "PFO_METRICS_PORT"}}
+    env["PFO_RESYNC_SECONDS"] = "3"
+    pool = f"{release}-pool"
+    name = f"{release}-etl"
+    op = OperatorProcess(kubeconfig=sa_kubeconfig, prefect_api_url=prefect.api_url, **env)
+    try:
+        op.start()
+        # Create: pool and deployment become Ready, with ownership labels from the chart's clusterName.
+        apply_objects(
+            kubectl,
+            [{"apiVersion": "pfo.dev/v1alpha1", "kind": "PrefectWorkPool", "metadata": {"name": pool}, "spec": {"concurrencyLimit": 3}}],
+        )
+        wait_for(lambda: _ready(kubectl, "pwp", pool), 60, "pool Ready")
+        apply_objects(kubectl, [_pfd(name, watched, pool, description="v1", schedules=[{"slug": "nightly", "cron": "0 2 * * *"}])])
+        obj = wait_for(lambda: _ready(kubectl, "pfd", name, watched), 60, "deployment Ready")
+        assert "pfo.dev/finalizer" in obj["metadata"]["finalizers"]
+        dep = prefect_deployment(papi, "rbac-etl", name)
+        assert dep is not None and dep["id"] == obj["status"]["deploymentId"]
+        assert dep["labels"]["pfo.dev/cluster"] == env["PFO_CLUSTER_NAME"]
+
+        # Edit: a spec change reaches Prefect.
+        kubectl("patch", "pfd", name, "-n", watched, "--type=merge", "-p", json.dumps({"spec": {"description": "v2"}}))
+        wait_for(lambda: prefect_deployment(papi, "rbac-etl", name)["description"] == "v2", 20, "edit reached Prefect")
+        wait_for(lambda: _ready(kubectl, "pfd", name, watched), 20, "Ready after edit")
+
+        # Drift: an edit in Prefect is reverted by the sweep, with an event.
+        papi.patch(f"deployments/{dep['id']}", json={"description": "edited in the UI"}).raise_for_status()
+        wait_for(lambda: prefect_deployment(papi, "rbac-etl", name)["description"] == "v2", 30, "drift reverted")
+        wait_for(lambda: [e for e in _events(kubectl, name) if e["reason"] == "DriftReverted"], 20, "DriftReverted event")
+        assert wait_for(lambda: _events(kubectl, pool), 20, "pool events")
+
+        # A resource outside the watched namespaces is not touched at all.
+        if unwatched:
+            apply_objects(kubectl, [_pfd(name, unwatched, pool)])
+            # Reconcile the watched one once more to show the operator is busy, then look.
+            kubectl("patch", "pfd", name, "-n", watched, "--type=merge", "-p", json.dumps({"spec": {"description": "v3"}}))
+            wait_for(lambda: prefect_deployment(papi, "rbac-etl", name)["description"] == "v3", 20, "v3")
+            other = _get(kubectl, "pfd", name, unwatched)
+            assert "finalizers" not in other["metadata"] and "status" not in other
+            kubectl("delete", "pfd", name, "-n", unwatched)
+
+        # Delete: the Prefect deployment goes, then the finalizer, then the resource; same for the pool.
+        kubectl("delete", "pfd", name, "-n", watched, "--timeout=60s")
+        assert prefect_deployment(papi, "rbac-etl", name) is None
+        kubectl("delete", "pwp", pool, "--timeout=90s")
+        assert papi.get(f"work_pools/{pool}").status_code == 404
+        # Every write was announced: events on the deployment (watched namespace) and the pool.
+        reasons = {e["reason"] for e in _events(kubectl, name) if e["involvedObject"]["namespace"] == watched}
+        assert {"Synced", "DriftReverted"} <= reasons, reasons
+    finally:
+        op.stop()
+        log = op.log.read_text(errors="replace")
+        print(log[-8000:])
+    denied = [line for line in log.splitlines() if FORBIDDEN.search(line)]
+    assert not denied, "RBAC denials in the operator log:\n" + "\n".join(denied[:20])
+
+
+def _cluster_role_grants() -> list[tuple[str, str]]:
+    (role,) = pick(render({}), "ClusterRole")
+    return [(res, verb) for rule in role["rules"] for res in rule["resources"] for verb in rule["verbs"]]
+
+
+@pytest.mark.parametrize("drop", _cluster_role_grants(), ids=lambda g: f"{g[0]}-{g[1]}")
+def test_every_granted_verb_is_used(control_plane: Any, kubectl: Callable[..., Any], prefect: PrefectServer, drop: tuple[str, str]) -> None:
+    """The other half of least privilege: take any one verb away from the chart's ClusterRole
+    and the operator is denied within seconds of a pool and a deployment being applied."""
+    resource, verb = drop
+    release = "drop-" + re.sub(r"[^a-z]+", "-", f"{resource}-{verb}")[:40].strip("-")
+    objs = render({}, include_crds=True, release=release)
+    apply_objects(kubectl, pick(objs, "CustomResourceDefinition"), "--server-side")
+    for ns in (RELEASE_NAMESPACE, "rbac-drop"):
+        control_plane.ensure_namespace(ns)
+    (role,) = pick(objs, "ClusterRole")
+    # One rule per (group, resource, verb), then leave out the one under test.
+    role["rules"] = [
+        {"apiGroups": rule["apiGroups"], "resources": [r], "verbs": [v]}
+        for rule in role["rules"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+        if (r, v) != (resource, verb)
+    ]
+    kubeconfig = _install_rbac(control_plane, kubectl, objs)
+    pool, name = f"{release}-pool"[:63], f"{release}-etl"[:63]
+    op = OperatorProcess(kubeconfig=kubeconfig, prefect_api_url=prefect.api_url, PFO_CLUSTER_NAME=release[:63])
+    denied: list[str] = []
+    try:
+        op.start(timeout=90)
+        apply_objects(
+            kubectl,
+            [
+                {"apiVersion": "pfo.dev/v1alpha1", "kind": "PrefectWorkPool", "metadata": {"name": pool}, "spec": {}},
+                _pfd(name, "rbac-drop", pool),
+            ],
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not denied:
+            denied = [line for line in op.log.read_text(errors="replace").splitlines() if FORBIDDEN.search(line)]
+            time.sleep(0.5)
+    finally:
+        op.stop()
+        # The operator may have added finalizers it can no longer remove: clean up as admin.
+        for kind, obj, ns in (("pfd", name, ["-n", "rbac-drop"]), ("pwp", pool, [])):
+            kubectl("patch", kind, obj, *ns, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False)
+            kubectl("delete", kind, obj, *ns, "--wait=false", check=False)
+    assert denied, f"without {verb} on {resource} the operator was never denied: is the grant needed?"
+    assert resource.split("/")[0] in denied[0] or resource == "events", denied[0]
