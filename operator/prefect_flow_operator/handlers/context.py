@@ -15,6 +15,7 @@ from ..prefect.client import PrefectAPI
 
 
 Handler = Callable[..., Awaitable[Any]]
+SYNC_PARALLEL = 16
 
 
 @dataclass
@@ -26,6 +27,17 @@ class Runtime:
     kubernetes_template: dict[str, Any] | None = None
     # Serialises the cluster-wide tag-limit computation: many handlers trigger it.
     tag_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # At most this many PrefectFlowDeployment syncs talk to Prefect at once. Writes queue
+    # in the client anyway (SQLite); the gate keeps 1,000 resources applied at once from
+    # holding 1,000 pool documents and responses in memory while they wait.
+    sync_gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(SYNC_PARALLEL))
+    # Coalescing of tag-limit syncs (handlers/limits.py): requests filed, requests the
+    # last finished sync covered, its (declared, result, resources that asked), and the
+    # resources whose handlers wait for the next sync.
+    tag_requested: int = 0
+    tag_completed: int = 0
+    tag_result: tuple[Any, Any, Any] | None = None
+    tag_waiting: set[tuple[str, str]] = field(default_factory=set)
     sweeper: asyncio.Task[None] | None = None
     # One lock per resource uid: the sweep and the handlers must not interleave their
     # writes for one resource (a sweep pass must not re-create what a deletion removed).

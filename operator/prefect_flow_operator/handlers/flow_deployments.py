@@ -79,7 +79,7 @@ async def reconcile(
         result = DeploymentSync(Outcome(c.SUSPENDED, "spec.suspend is true: Prefect is not synced", ready=True))
     if result is None:
         try:
-            async with rt.lock_for(uid):
+            async with rt.lock_for(uid), rt.sync_gate:
                 result = await sync_deployment(
                     rt.api, parsed, name=name, owner=owner(memo, namespace, name, uid), ui_url=rt.config.prefect_ui_url
                 )

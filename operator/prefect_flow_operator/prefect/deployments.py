@@ -53,7 +53,7 @@ async def read_deployment(api: PrefectAPI, flow: str, name: str) -> dict[str, An
 
 
 async def read_pool(api: PrefectAPI, pool: str) -> dict[str, Any] | None:
-    return await api.get_or_none(f"work_pools/{quote(pool, safe='')}", "work_pools/{name}")
+    return await api.get_or_none_shared(f"work_pools/{quote(pool, safe='')}", "work_pools/{name}")
 
 
 def _conflict(owner: Owner, other: Owner | None, flow: str, name: str) -> Outcome:
@@ -147,9 +147,29 @@ def url_for(ui_url: str | None, deployment_id: str | None) -> str | None:
     return f"{ui_url.rstrip('/')}/deployments/deployment/{deployment_id}"
 
 
+async def _flow_id(api: PrefectAPI, flow_name: str, *, fresh: bool = False) -> str:
+    """The flow's id: `POST /flows/` (an upsert by name) once per flow name, then remembered.
+
+    1,000 deployments of one flow would otherwise send 1,000 identical writes, each
+    waiting its turn at a SQLite server."""
+    if not fresh and flow_name in api.flow_ids:
+        return api.flow_ids[flow_name]
+    flow = await api.request("POST", "flows/", json={"name": flow_name})
+    api.flow_ids[flow_name] = flow["id"]
+    return str(flow["id"])
+
+
 async def _create(api: PrefectAPI, desired: DesiredDeployment) -> DeploymentSync:
-    flow = await api.request("POST", "flows/", json={"name": desired.flow_name})
-    created = await api.request("POST", "deployments/", json=desired.create_body(flow["id"]))
+    cached = desired.flow_name in api.flow_ids
+    flow = {"id": await _flow_id(api, desired.flow_name)}
+    try:
+        created = await api.request("POST", "deployments/", json=desired.create_body(flow["id"]))
+    except PrefectError as exc:
+        if not cached or exc.status not in (404, 409, 422):
+            raise
+        # The remembered flow may have been deleted in Prefect meanwhile: upsert it again.
+        flow = {"id": await _flow_id(api, desired.flow_name, fresh=True)}
+        created = await api.request("POST", "deployments/", json=desired.create_body(flow["id"]))
     # The upsert drops each schedule's max_scheduled_runs (Prefect 3.9): patch back what
     # it lost now, not as "drift" in the next reconcile.
     await _apply_schedule_plan(api, created["id"], schedule_plan(desired.schedules, created.get("schedules") or []))
