@@ -150,7 +150,10 @@ async def _sweep_pools(memo: kopf.Memo, pwp_index: kopf.Index[Any, Any], pools: 
         drift = pool_drift(spec, pool_name, pools.get(pool_name), queues.get(pool_name, []), template)
         if not drift:
             continue
-        result = await sync_pool(rt, spec, name)
+        async with rt.lock_for(entry["uid"]):
+            if not _still_current(pwp_index, name, entry):
+                continue  # being deleted or changed: its handler owns it now
+            result = await sync_pool(rt, spec, name)
         body = _ref(PWP_KIND, None, name, entry["uid"])
         if result.changes:
             rt.metrics.drift_reverts.labels(PWP_KIND).inc()

@@ -88,7 +88,8 @@ async def reconcile_pool(
         result = None
     else:
         try:
-            result = await sync_pool(rt, parsed, name)
+            async with rt.lock_for(meta["uid"]):
+                result = await sync_pool(rt, parsed, name)
             outcome = result.outcome
         except PrefectUnavailable as exc:
             result = None
@@ -133,10 +134,12 @@ async def release_pool(
         )
     else:
         try:
-            await delete_work_pool(rt.api, pool_name)
+            async with rt.lock_for(meta["uid"]):
+                await delete_work_pool(rt.api, pool_name)
         except PrefectUnavailable as exc:
             outcome = Outcome(c.PREFECT_UNAVAILABLE, f"deletion waits for Prefect: {exc}", retry_after=retry_delay(retry))
         else:
+            rt.locks.pop(meta["uid"], None)
             kopf.info(body, reason="Released", message=f"work pool {pool_name} deleted")
             return
     update = status_update(status, outcome, meta.get("generation"), {})
