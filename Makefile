@@ -10,7 +10,7 @@ run: bootstrap  ## Run the operator against the current kubeconfig (PREFECT_API_
 dev:  ## Local control plane + Prefect server + operator + examples; Ctrl-C cleans up.
 	hack/dev.sh
 
-bench: bootstrap  ## Scale benchmark (docs/benchmarks.md): 100 and 1,000 CRs vs prefect deploy; ~10 min, not part of test.
+bench:  ## Scale benchmark (docs/benchmarks.md): 100 and 1,000 CRs vs prefect deploy; ~10 min, not part of test.
 	eval "$$(hack/bootstrap.sh)" && PFO_PREFECT_VENV=$$PWD/.venv-prefect .venv/bin/python -m bench.run $(BENCH_ARGS)
 
 crds: bootstrap  ## Regenerate crds/ from the API models.
