@@ -17,6 +17,13 @@ class OperatorConfig(BaseModel):
     resync_seconds: float = Field(60.0, description="PFO_RESYNC_SECONDS: interval of the drift sweep.", gt=0)
     namespaces: list[str] = Field(default_factory=list, description="PFO_NAMESPACES: comma-separated; empty = all.")
     log_format: str = Field("plain", description="PFO_LOG_FORMAT: plain or json.")
+    prefect_write_concurrency: int = Field(
+        1,
+        description="PFO_PREFECT_WRITE_CONCURRENCY: writes to Prefect in flight at once. 1 suits a "
+        "SQLite server (it answers concurrent writes with 503); raise it for Postgres or Prefect Cloud.",
+        ge=1,
+        le=64,
+    )
     metrics_port: int = Field(9090, description="PFO_METRICS_PORT: Prometheus /metrics port; 0 disables.", ge=0, le=65535)
 
     @field_validator("cluster_name")
@@ -39,5 +46,6 @@ class OperatorConfig(BaseModel):
             "namespaces": [n.strip() for n in env.get("PFO_NAMESPACES", "").split(",") if n.strip()],
             "log_format": env.get("PFO_LOG_FORMAT", "plain"),
             "metrics_port": env.get("PFO_METRICS_PORT", "9090"),
+            "prefect_write_concurrency": env.get("PFO_PREFECT_WRITE_CONCURRENCY", "1"),
         }
         return cls.model_validate({k: v for k, v in raw.items() if v is not None})

@@ -50,6 +50,7 @@ async def startup(
         api_key=config.prefect_api_key.get_secret_value() if config.prefect_api_key else None,
         auth_string=config.prefect_api_auth_string.get_secret_value() if config.prefect_api_auth_string else None,
         observer=metrics.observe_request,
+        max_concurrent_writes=config.prefect_write_concurrency,
     )
     memo.runtime = Runtime(config=config, api=api, metrics=metrics)
     logger.info("Prefect API %s, cluster %r, resync every %ss", config.prefect_api_url, config.cluster_name, config.resync_seconds)
