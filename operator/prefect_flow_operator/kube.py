@@ -18,19 +18,33 @@ from .api import GROUP, VERSION
 
 class StatusWriter:
     def __init__(self, info: kopf.ConnectionInfo) -> None:
-        headers = {"Content-Type": "application/merge-patch+json", **info.as_http_headers()}
+        headers = info.as_http_headers()
         self._server = info.server.rstrip("/")
         self._session = aiohttp.ClientSession(
             headers=headers, connector=aiohttp.TCPConnector(ssl=info.as_ssl_context(), limit=10)
         )
 
-    async def patch_status(self, plural: str, namespace: str | None, name: str, status: dict[str, Any]) -> None:
+    async def patch_status(
+        self, plural: str, namespace: str | None, name: str, status: dict[str, Any], *, resource_version: str
+    ) -> bool:
+        """Set the given status keys if the object is still at `resource_version`.
+
+        The caller computed `status` from a snapshot (kopf's index); writing it over a
+        newer status (a handler's, say) would put old conditions back. A JSON patch whose
+        first operation tests the resourceVersion makes that impossible: a stale write is
+        refused and the next sweep computes it afresh. Returns whether it was written.
+        """
         scope = f"namespaces/{namespace}/" if namespace else ""
         url = f"{self._server}/apis/{GROUP}/{VERSION}/{scope}{plural}/{name}/status"
-        async with self._session.patch(url, json={"status": status}) as resp:
-            if resp.status == 404:
-                return  # deleted meanwhile
+        ops: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}]
+        if not status:
+            return False
+        ops += [{"op": "add", "path": f"/status/{key}", "value": value} for key, value in status.items()]
+        async with self._session.patch(url, json=ops, headers={"Content-Type": "application/json-patch+json"}) as resp:
+            if resp.status in (404, 409, 422):
+                return False  # deleted or changed meanwhile
             resp.raise_for_status()
+            return True
 
     async def close(self) -> None:
         await self._session.close()

@@ -32,6 +32,7 @@ def pfd_index(namespace: str, name: str, uid: str, meta: kopf.Meta, spec: kopf.S
         (namespace, name): {
             "uid": uid,
             "generation": meta.get("generation"),
+            "resourceVersion": meta.get("resourceVersion"),
             "spec": dict(spec),
             "status": {k: status.get(k) for k in ("conditions", "tagLimits", "deploymentId", "observedGeneration")},
         }

@@ -42,6 +42,11 @@ async def startup(
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
     settings.execution.max_workers = 4
+    # Bounded per-object workers: at 1,000 resources applied at once kopf would otherwise
+    # hold a worker (and a copy of each body) for every one of them while only a few
+    # reach Prefect at a time (Runtime.sync_gate). Edits of a settled cluster are unaffected.
+    settings.queueing.worker_limit = 64
+    settings.queueing.idle_timeout = 2.0
     metrics = Metrics()
     if config.metrics_port:
         metrics.serve(config.metrics_port)

@@ -111,11 +111,13 @@ async def _tell(
         return
     
     try:
-        await status_writer(memo).patch_status(PLURAL, namespace, name, {"tagLimits": tag_status, "conditions": conds})
+        written = await status_writer(memo).patch_status(
+            PLURAL, namespace, name, {"tagLimits": tag_status, "conditions": conds}, resource_version=entry["resourceVersion"]
+        )
     except Exception as exc:  # noqa: BLE001 - the sweep will try again
         log.warning("could not update tag-limit status of %s/%s: %s", namespace, name, exc)
         return
-    if cond and cond["status"] == "True" and (old is None or old.get("message") != cond["message"]):
+    if written and cond and cond["status"] == "True" and (old is None or old.get("message") != cond["message"]):
         body = {"apiVersion": "pfo.dev/v1alpha1", "kind": "PrefectFlowDeployment",
                 "metadata": {"namespace": namespace, "name": name, "uid": entry["uid"]}}
         kopf.warn(body, reason=c.LIMIT_CONFLICT, message=cond["message"][:1000])

@@ -129,8 +129,10 @@ async def _sweep_deployment(
         others = [x for x in status.get("conditions") or [] if x.get("type") not in {"Ready", "Stalled"}]
         if "conditions" in update:
             update["conditions"] = [*update["conditions"], *others]
-        await status_writer(memo).patch_status(PFD_PLURAL, namespace, name, update)
-        if not result.outcome.ready:
+        written = await status_writer(memo).patch_status(
+            PFD_PLURAL, namespace, name, update, resource_version=entry["resourceVersion"]
+        )
+        if written and not result.outcome.ready:
             kopf.warn(body, reason=result.outcome.reason, message=result.outcome.message[:1000])
 
 
@@ -160,4 +162,4 @@ async def _sweep_pools(memo: kopf.Memo, pwp_index: kopf.Index[Any, Any], pools: 
             kopf.info(body, reason="DriftReverted", message="; ".join(result.changes)[:1000])
         update = status_update(entry["status"], result.outcome, entry["generation"], pool_fields(result, pool_name))
         if update:
-            await status_writer(memo).patch_status(PWP_PLURAL, None, name, update)
+            await status_writer(memo).patch_status(PWP_PLURAL, None, name, update, resource_version=entry["resourceVersion"])

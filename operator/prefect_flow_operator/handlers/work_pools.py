@@ -26,7 +26,15 @@ IN_USE_RETRY = 30.0
 def pwp_index(name: str, uid: str, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, **_: Any) -> Any:
     if meta.get("deletionTimestamp"):
         return None
-    return {name: {"uid": uid, "generation": meta.get("generation"), "spec": dict(spec), "status": dict(status)}}
+    return {
+        name: {
+            "uid": uid,
+            "generation": meta.get("generation"),
+            "resourceVersion": meta.get("resourceVersion"),
+            "spec": dict(spec),
+            "status": dict(status),
+        }
+    }
 
 
 def users_of(pool: str, pfd_index: kopf.Index[Any, Any]) -> list[str]:
