@@ -42,11 +42,8 @@ async def startup(
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
     settings.execution.max_workers = 4
-    # Bounded per-object workers: at 1,000 resources applied at once kopf would otherwise
-    # hold a worker (and a copy of each body) for every one of them while only a few
-    # reach Prefect at a time (Runtime.sync_gate). Edits of a settled cluster are unaffected.
-    settings.queueing.worker_limit = 64
-    settings.queueing.idle_timeout = 2.0
+    # No settings.queueing.worker_limit: kopf's per-object workers wait until every object
+    # is indexed, so a limit below the number of resources deadlocks the start (seen at 100).
     metrics = Metrics()
     if config.metrics_port:
         metrics.serve(config.metrics_port)
