@@ -20,9 +20,7 @@ POOL_NOT_FOUND = "PoolNotFound"
 POOL_TEMPLATE_INCOMPATIBLE = "PoolTemplateIncompatible"
 SUSPENDED = "Suspended"
 IN_USE = "InUse"
-DELETING = "Deleting"
 LIMIT_CONFLICT = "LimitConflict"
-PROGRESSING = "Progressing"
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,8 @@ from prefect_flow_operator.desired.deployment import (
 )
 from prefect_flow_operator.desired.work_pool import default_base_job_template
 from prefect_flow_operator.prefect.client import PrefectAPI, PrefectUnavailable
-from prefect_flow_operator.prefect.deployments import DeploymentSync, release_deployment, sync_deployment
+from prefect_flow_operator.prefect import deployments
+from prefect_flow_operator.prefect.deployments import DeploymentSync, sync_deployment
 from tests.support.specs import PARAM_SCHEMA, full_spec
 from tests.support.prefect_server import PrefectServer
 
@@ -89,6 +90,13 @@ async def raw(prefect_server: PrefectServer) -> AsyncIterator[httpx.AsyncClient]
         base_url=prefect_server.api_url + "/", timeout=30, limits=httpx.Limits(max_keepalive_connections=0)
     ) as client:
         yield client
+
+
+async def release_deployment(api: PrefectAPI, spec: PrefectFlowDeploymentSpec, *, name: str, owner: Owner) -> str:
+    """The release the delete handler performs, from the names in the spec."""
+    return await deployments.release_deployment(
+        api, flow=spec.flow_name, dep=spec.prefect_deployment_name(name), policy=spec.deletion_policy, owner=owner
+    )
 
 
 def unique_flow() -> str:

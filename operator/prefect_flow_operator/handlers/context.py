@@ -24,6 +24,7 @@ class Runtime:
     api: PrefectAPI
     metrics: Metrics
     status: StatusWriter | None = None
+    connection: Any = None  # kopf.ConnectionInfo of the latest login
     kubernetes_template: dict[str, Any] | None = None
     # Serialises the cluster-wide tag-limit computation: many handlers trigger it.
     tag_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -42,6 +43,13 @@ class Runtime:
     # One lock per resource uid: the sweep and the handlers must not interleave their
     # writes for one resource (a sweep pass must not re-create what a deletion removed).
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    async def use_connection(self, info: Any) -> None:
+        """New credentials from kopf's login: the next status write builds a new writer."""
+        self.connection = info
+        if self.status is not None:
+            old, self.status = self.status, None
+            await old.close()
 
     def lock_for(self, uid: str) -> asyncio.Lock:
         return self.locks.setdefault(uid, asyncio.Lock())
@@ -66,8 +74,10 @@ def runtime(memo: Any) -> Runtime:
 
 
 def status_writer(memo: Any) -> StatusWriter:
-    """The writer for status patches outside handlers, created on first use."""
+    """The writer for status patches outside handlers, for the latest login."""
     rt = runtime(memo)
     if rt.status is None:
-        rt.status = StatusWriter(memo.connection)
+        if rt.connection is None:
+            raise RuntimeError("not logged in to Kubernetes yet")
+        rt.status = StatusWriter(rt.connection)
     return rt.status

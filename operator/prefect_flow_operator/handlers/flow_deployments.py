@@ -13,7 +13,7 @@ from ..api import GROUP, VERSION
 from ..api.flow_deployment import KIND, PLURAL, PrefectFlowDeploymentSpec
 from ..conditions import Outcome
 from ..desired.deployment import Owner
-from ..prefect.client import PrefectUnavailable
+from ..prefect.client import PrefectError, PrefectUnavailable
 from ..prefect.deployments import DeploymentSync, release_deployment, sync_deployment, url_for
 from .context import instrumented, runtime
 from .limits import apply_tag_limits
@@ -88,6 +88,8 @@ async def reconcile(
             result = DeploymentSync(
                 Outcome(c.PREFECT_UNAVAILABLE, f"{exc}; retrying with backoff", retry_after=retry_delay(retry))
             )
+        except PrefectError as exc:
+            result = DeploymentSync(Outcome(c.PREFECT_ERROR, f"{exc}; retrying with backoff", retry_after=retry_delay(retry)))
     fields: dict[str, Any] = {
         "deploymentId": result.deployment_id,
         "flowId": result.flow_id,
@@ -102,8 +104,9 @@ async def reconcile(
     if outcome.ready and not isinstance(parsed, Outcome) and not parsed.suspend and (declares_tags or status.get("tagLimits")):
         try:
             extra, tag_status = await apply_tag_limits(memo, pfd_index, me=(namespace, name))
-        except PrefectUnavailable as exc:
-            outcome = Outcome(c.PREFECT_UNAVAILABLE, f"tag limits: {exc}; retrying with backoff", retry_after=retry_delay(retry))
+        except (PrefectUnavailable, PrefectError) as exc:
+            reason = c.PREFECT_UNAVAILABLE if isinstance(exc, PrefectUnavailable) else c.PREFECT_ERROR
+            outcome = Outcome(reason, f"tag limits: {exc}; retrying with backoff", retry_after=retry_delay(retry))
         else:
             outcome = Outcome(outcome.reason, outcome.message, ready=True, extra=extra)
             fields["tagLimits"] = tag_status
@@ -143,21 +146,27 @@ async def release(
     **_: Any,
 ) -> None:
     rt = runtime(memo)
-    parsed = parse_spec(spec)
-    if isinstance(parsed, Outcome) or not status.get("deploymentId") and ready_reason(status) == c.INVALID_SPEC:
+    if not status.get("deploymentId") and ready_reason(status) == c.INVALID_SPEC:
         return  # nothing was ever written to Prefect for it
     try:
         async with rt.lock_for(uid):
-            message = await release_deployment(rt.api, parsed, name=name, owner=owner(memo, namespace, name, uid))
-    except PrefectUnavailable as exc:
-        outcome = Outcome(c.PREFECT_UNAVAILABLE, f"deletion waits for Prefect: {exc}", retry_after=retry_delay(retry))
+            message = await release_deployment(
+                rt.api,
+                flow=spec["flowName"],
+                dep=spec.get("deploymentName") or name,
+                policy=spec.get("deletionPolicy", "Delete"),
+                owner=owner(memo, namespace, name, uid),
+            )
+    except (PrefectUnavailable, PrefectError) as exc:
+        reason = c.PREFECT_UNAVAILABLE if isinstance(exc, PrefectUnavailable) else c.PREFECT_ERROR
+        outcome = Outcome(reason, f"deletion waits for Prefect: {exc}", retry_after=retry_delay(retry))
         update = status_update(status, outcome, meta.get("generation"), {})
         if update:
             patch.status.update(update)
         announce(body, outcome, ready_reason(status), [], logger)
         raise kopf.TemporaryError(outcome.message, delay=outcome.retry_after) from exc
     # The index no longer lists this resource: limits it alone declared are released.
-    if parsed.concurrency and parsed.concurrency.tag_limits:
+    if (spec.get("concurrency") or {}).get("tagLimits"):
         await apply_tag_limits(memo, pfd_index, me=None)
     rt.locks.pop(uid, None)
     kopf.info(body, reason="Released", message=message)

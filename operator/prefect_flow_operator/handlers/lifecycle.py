@@ -18,10 +18,12 @@ FINALIZER = "pfo.dev/finalizer"
 
 
 @kopf.on.login()
-def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
+async def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
     # kopf's own minimal logins: no Kubernetes client library in the operator's memory.
     info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
-    memo.connection = info  # the sweep writes status with the same identity
+    # The sweep writes status with the same identity; kopf logs in again when its
+    # credentials stop working (an expiring token), and the writer follows.
+    await runtime(memo).use_connection(info)
     return info
 
 
@@ -71,5 +73,6 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.probe(id="prefect")
 async def prefect_reachable(memo: kopf.Memo, **_: Any) -> bool:
-    # Reported in the liveness endpoint's body; liveness itself only needs the loop alive.
+    # Reported in the liveness endpoint's body. One quick attempt: kopf awaits probes when
+    # /healthz is asked, and a hanging Prefect must not make the kubelet restart us.
     return await runtime(memo).api.health()

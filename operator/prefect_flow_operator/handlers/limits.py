@@ -22,12 +22,23 @@ def declared_limits(index: kopf.Index[Any, Any]) -> dict[str, dict[str, int]]:
     for (namespace, name), store in index.items():
         for entry in store:
             spec = entry["spec"]
-            if spec.get("suspend"):
+            if _excluded(entry):
                 continue
             tags = (spec.get("concurrency") or {}).get("tagLimits") or []
             if tags:
                 declared[f"{namespace}/{name}"] = {t["tag"]: int(t["limit"]) for t in tags}
     return declared
+
+
+def _excluded(entry: dict[str, Any]) -> bool:
+    """A resource reported InvalidSpec or Conflict for its current generation touches
+    nothing in Prefect, its tag limits included. (A suspended one keeps its limits: suspend
+    leaves Prefect alone, and releasing them would change it.)"""
+    status = entry["status"]
+    if status.get("observedGeneration") != entry["generation"]:
+        return False
+    ready = next((x for x in status.get("conditions") or [] if x.get("type") == "Ready"), {})
+    return ready.get("reason") in (c.INVALID_SPEC, c.CONFLICT)
 
 
 def conflict_condition(messages: list[str]) -> dict[str, Any]:
@@ -85,11 +96,12 @@ async def _tell_others(
 ) -> None:
     """Tell resources whose tag-limit view changed, except those whose handlers asked
     (their own status goes through kopf's patch)."""
-    for (namespace, name), store in index.items():
+    # Snapshots: the index changes while this awaits its status writes.
+    for (namespace, name), store in list(index.items()):
         if (namespace, name) in skip:
             continue
         key = f"{namespace}/{name}"
-        for entry in store:
+        for entry in list(store):
             if key not in declared and not entry["status"].get("tagLimits"):
                 continue
             tag_status = statuses_for(key, result.decisions)

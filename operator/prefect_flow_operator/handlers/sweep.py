@@ -46,7 +46,13 @@ def _still_current(index: kopf.Index[Any, Any], key: Any, entry: dict[str, Any])
 
 
 def _settled(entry: dict[str, Any]) -> bool:
-    return entry["status"].get("observedGeneration") == entry["generation"]
+    """Handled at its current generation, and not stalled on its own spec (only a spec
+    change can fix InvalidSpec; the handler runs again then)."""
+    status = entry["status"]
+    if status.get("observedGeneration") != entry["generation"]:
+        return False
+    ready = next((x for x in status.get("conditions") or [] if x.get("type") == "Ready"), {})
+    return ready.get("reason") != "InvalidSpec"
 
 
 def ensure_sweeper(memo: kopf.Memo, pfd_index: kopf.Index[Any, Any], pwp_index: kopf.Index[Any, Any]) -> None:
@@ -93,7 +99,7 @@ async def sweep_once(memo: kopf.Memo, pfd_index: kopf.Index[Any, Any], pwp_index
                 return  # deleted or changed since the pass began: its handler owns it now
             try:
                 await _sweep_deployment(memo, namespace, name, entry, pools, by_uid.get(entry["uid"], UNSET))
-            except PrefectUnavailable as exc:
+            except Exception as exc:  # noqa: BLE001 - one resource must not end the pass
                 log.warning("drift sweep: %s/%s not checked: %s", namespace, name, exc)
 
     await asyncio.gather(
@@ -155,7 +161,11 @@ async def _sweep_pools(memo: kopf.Memo, pwp_index: kopf.Index[Any, Any], pools: 
         async with rt.lock_for(entry["uid"]):
             if not _still_current(pwp_index, name, entry):
                 continue  # being deleted or changed: its handler owns it now
-            result = await sync_pool(rt, spec, name)
+            try:
+                result = await sync_pool(rt, spec, name)
+            except Exception as exc:  # noqa: BLE001 - one pool must not end the pass
+                log.warning("drift sweep: pool %s not checked: %s", name, exc)
+                continue
         body = _ref(PWP_KIND, None, name, entry["uid"])
         if result.changes:
             rt.metrics.drift_reverts.labels(PWP_KIND).inc()

@@ -62,7 +62,7 @@ def pool_fields(result: PoolSyncResult, pool_name: str) -> dict[str, Any]:
     return {
         "poolId": result.pool_id,
         "poolName": pool_name,
-        "queues": [{"name": q, "id": i} for q, i in sorted(result.queue_ids.items())] or None,
+        "queues": [{"name": q, "id": i} for q, i in sorted(result.queue_ids.items())],
     }
 
 

@@ -184,12 +184,13 @@ class PrefectAPI:
                 return
             offset += PAGE
 
-    async def health(self) -> bool:
+    async def health(self, timeout: float = 2.0) -> bool:
+        """One quick attempt, no retries: a probe must answer fast even when Prefect hangs."""
         try:
-            await self.get("health")
-            return True
-        except (PrefectUnavailable, PrefectError):
+            resp = await self._http.get("health", timeout=timeout)
+        except httpx.HTTPError:
             return False
+        return resp.status_code == 200
 
 
 def _is_write(method: str, template: str) -> bool:

@@ -174,7 +174,7 @@ async def _create(api: PrefectAPI, desired: DesiredDeployment) -> DeploymentSync
     # it lost now, not as "drift" in the next reconcile.
     await _apply_schedule_plan(api, created["id"], schedule_plan(desired.schedules, created.get("schedules") or []))
     return DeploymentSync(
-        Outcome.synced(f"created Prefect deployment {desired.flow_name}/{desired.name}"),
+        Outcome.synced(f"Prefect deployment {desired.flow_name}/{desired.name} is in sync"),
         created["id"],
         flow["id"],
         ["created"],
@@ -221,17 +221,17 @@ async def _apply_schedule_plan(api: PrefectAPI, dep_id: str, plan: SchedulePlan)
             pass
 
 
-async def release_deployment(
-    api: PrefectAPI, spec: PrefectFlowDeploymentSpec, *, name: str, owner: Owner
-) -> str:
-    """Carry out the deletion policy. Returns what happened; raises while Prefect cannot confirm."""
-    flow, dep = spec.flow_name, spec.prefect_deployment_name(name)
+async def release_deployment(api: PrefectAPI, *, flow: str, dep: str, policy: str, owner: Owner) -> str:
+    """Carry out the deletion policy. Returns what happened; raises while Prefect cannot confirm.
+
+    Takes the raw names, not a parsed spec: a resource whose spec no longer parses (after
+    an upgrade, say) must still release its deployment rather than orphan it."""
     actual = await read_deployment(api, flow, dep)
     if actual is None:
         return f"Prefect deployment {flow}/{dep} was already gone"
     if not owns(owner, actual, adopt=False):
         return f"Prefect deployment {flow}/{dep} belongs to someone else; left alone"
-    if spec.deletion_policy == DeletionPolicy.ORPHAN:
+    if policy == DeletionPolicy.ORPHAN:
         return f"Prefect deployment {flow}/{dep} orphaned (deletionPolicy: Orphan)"
     try:
         await api.request("DELETE", f"deployments/{actual['id']}", template="deployments/{id}")
