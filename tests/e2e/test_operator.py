@@ -233,3 +233,23 @@ def test_prefect_down_holds_the_finalizer_until_the_delete_is_confirmed(
         prefect.start()
     wait_for(lambda: kubectl("get", "pfd", "outage", "-n", NS, check=False).returncode != 0, 90, "deletion completed")
     assert prefect_deployment(papi, "etl", "outage") is None
+
+
+def test_two_resources_applied_together_for_one_deployment(
+    operator: OperatorProcess, kubectl: Callable[..., Any], papi: httpx.Client
+) -> None:
+    """Applied in one go, they race to create: exactly one wins, the other reports Conflict."""
+    kubectl("create", "namespace", "team-c", check=False)
+    one = flow_deployment("twin-a", "c-pool", deploymentName="twins")
+    two = flow_deployment("twin-b", "c-pool", deploymentName="twins")
+    two["metadata"]["namespace"] = "team-c"
+    apply(kubectl, pool("c-pool"), one, two)
+
+    def reasons() -> dict[str, str] | None:
+        got = {ns: condition(get(kubectl, "pfd", n, ns), "Ready")["reason"] for ns, n in ((NS, "twin-a"), ("team-c", "twin-b"))}
+        return got if sorted(got.values()) == ["Conflict", "Synced"] else None
+
+    got = wait_for(reasons, 60, "one Synced, one Conflict")
+    winner = next(ns for ns, reason in got.items() if reason == "Synced")
+    dep = prefect_deployment(papi, "etl", "twins")
+    assert dep is not None and dep["labels"]["pfo.dev/namespace"] == winner

@@ -51,6 +51,12 @@ class Runtime:
             old, self.status = self.status, None
             await old.close()
 
+    def name_lock(self, flow: str, deployment: str) -> asyncio.Lock:
+        """Two resources naming one Prefect deployment read-then-create one after the other,
+        so the later one sees the first one's labels and reports Conflict. Always taken
+        after the resource's own lock."""
+        return self.locks.setdefault(f"name:{flow}/{deployment}", asyncio.Lock())
+
     def lock_for(self, uid: str) -> asyncio.Lock:
         return self.locks.setdefault(uid, asyncio.Lock())
 

@@ -80,7 +80,8 @@ async def reconcile(
         result = DeploymentSync(Outcome(c.SUSPENDED, "spec.suspend is true: Prefect is not synced", ready=True))
     if result is None:
         try:
-            async with rt.lock_for(uid), rt.sync_gate:
+            dep_name = parsed.prefect_deployment_name(name)
+            async with rt.lock_for(uid), rt.sync_gate, rt.name_lock(parsed.flow_name, dep_name):
                 result = await sync_deployment(
                     rt.api, parsed, name=name, owner=owner(memo, namespace, name, uid), ui_url=rt.config.prefect_ui_url
                 )

@@ -119,9 +119,10 @@ async def _sweep_deployment(
     if spec.suspend:
         return
     owner = Owner(rt.config.cluster_name, namespace, name, entry["uid"])
-    result: DeploymentSync = await sync_deployment(
-        rt.api, spec, name=name, owner=owner, pool=pools.get(spec.pool.name), actual=actual, ui_url=rt.config.prefect_ui_url
-    )
+    async with rt.name_lock(spec.flow_name, spec.prefect_deployment_name(name)):
+        result: DeploymentSync = await sync_deployment(
+            rt.api, spec, name=name, owner=owner, pool=pools.get(spec.pool.name), actual=actual, ui_url=rt.config.prefect_ui_url
+        )
     body = _ref(PFD_KIND, namespace, name, entry["uid"])
     status = entry["status"]
     if result.changes:
