@@ -8,10 +8,11 @@ from typing import Any
 import kopf
 
 from .. import conditions as c
-from ..api.flow_deployment import PLURAL
+from ..api.flow_deployment import KIND, PLURAL
 from ..desired.tag_limits import statuses_for
 from ..prefect.tag_limits import TagLedgerError, sync_tag_limits
 from .context import runtime, status_writer
+from .status import object_ref
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,5 @@ async def _tell(
         log.warning("could not update tag-limit status of %s/%s: %s", namespace, name, exc)
         return
     if written and cond and cond["status"] == "True" and (old is None or old.get("message") != cond["message"]):
-        body = {"apiVersion": "pfo.dev/v1alpha1", "kind": "PrefectFlowDeployment",
-                "metadata": {"namespace": namespace, "name": name, "uid": entry["uid"]}}
+        body = object_ref(KIND, namespace, name, entry["uid"])
         kopf.warn(body, reason=c.LIMIT_CONFLICT, message=cond["message"][:1000])

@@ -8,6 +8,7 @@ from typing import Any
 
 import kopf
 
+from ..api import API_VERSION
 from ..conditions import Outcome, conditions_for, now, same_conditions
 
 
@@ -34,6 +35,12 @@ def announce(body: Any, outcome: Outcome, previous_reason: str | None, changes: 
     if not outcome.ready and outcome.reason != previous_reason:
         kopf.warn(body, reason=outcome.reason, message=outcome.message[:1000])
         logger.warning("%s: %s", outcome.reason, outcome.message)
+
+
+def object_ref(kind: str, namespace: str | None, name: str, uid: str) -> dict[str, Any]:
+    """Enough of a body for kopf to post an event about a resource outside its handler."""
+    meta = {"name": name, "uid": uid} | ({"namespace": namespace} if namespace else {})
+    return {"apiVersion": API_VERSION, "kind": kind, "metadata": meta}
 
 
 def ready_reason(status: Mapping[str, Any]) -> str | None:

@@ -28,16 +28,11 @@ from ..prefect.deployments import UNSET, DeploymentSync, sync_deployment
 from ..prefect.work_pools import pool_drift, read_pools, read_queues
 from .context import runtime, status_writer
 from .limits import apply_tag_limits
-from .status import ready_reason, status_update
+from .status import object_ref, ready_reason, status_update
 from .work_pools import kubernetes_template, pool_fields, sync_pool
 
 log = logging.getLogger(__name__)
 PARALLEL = 8
-
-
-def _ref(kind: str, namespace: str | None, name: str, uid: str) -> dict[str, Any]:
-    meta = {"name": name, "uid": uid} | ({"namespace": namespace} if namespace else {})
-    return {"apiVersion": "pfo.dev/v1alpha1", "kind": kind, "metadata": meta}
 
 
 def _still_current(index: kopf.Index[Any, Any], key: Any, entry: dict[str, Any]) -> bool:
@@ -123,7 +118,7 @@ async def _sweep_deployment(
         result: DeploymentSync = await sync_deployment(
             rt.api, spec, name=name, owner=owner, pool=pools.get(spec.pool.name), actual=actual, ui_url=rt.config.prefect_ui_url
         )
-    body = _ref(PFD_KIND, namespace, name, entry["uid"])
+    body = object_ref(PFD_KIND, namespace, name, entry["uid"])
     status = entry["status"]
     if result.changes:
         # A deployment created here was never there (the pool appeared late, say): not drift.
@@ -167,7 +162,7 @@ async def _sweep_pools(memo: kopf.Memo, pwp_index: kopf.Index[Any, Any], pools: 
             except Exception as exc:  # noqa: BLE001 - one pool must not end the pass
                 log.warning("drift sweep: pool %s not checked: %s", name, exc)
                 continue
-        body = _ref(PWP_KIND, None, name, entry["uid"])
+        body = object_ref(PWP_KIND, None, name, entry["uid"])
         if result.changes:
             rt.metrics.drift_reverts.labels(PWP_KIND).inc()
             kopf.info(body, reason="DriftReverted", message="; ".join(result.changes)[:1000])

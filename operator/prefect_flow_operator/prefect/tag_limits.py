@@ -30,7 +30,6 @@ Give each cluster its own tags (e.g. prefixed with the cluster name).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
@@ -60,10 +59,6 @@ MAX_LEDGER_BYTES = 5000
 # limits included (1,000 deployments with a limit = 5 pages), so a few GETs are cheaper
 # for the usual handful of shared tags.
 DEFAULT_POINT_READS = 4
-
-# The ledger is read-modify-write: two syncs of one cluster must not interleave.
-_locks: dict[str, asyncio.Lock] = {}
-
 
 class TagLedgerError(Exception):
     """The ledger variable is damaged or full; a person has to look (no retry fixes it)."""
@@ -103,25 +98,25 @@ async def sync_tag_limits(
     `declared` is every CR's {tag: limit} by owner key ("namespace/name"), and must be
     complete: a tag missing from it is released. Raises PrefectUnavailable / PrefectError
     from the client (retry later: the next sync finishes what this one started) and
-    TagLedgerError (after syncing all the tags it could).
+    TagLedgerError (after syncing all the tags it could). The ledger is read-modify-write:
+    callers serialise syncs of one cluster (the operator holds Runtime.tag_lock).
     """
     name = ledger_variable_name(cluster)
-    async with _locks.setdefault(name, asyncio.Lock()):
-        decisions = aggregate(declared)
-        effective = {t: d.effective for t, d in decisions.items()}
-        ledger, exists = await read_ledger(api, name)
-        actual = await read_tag_limits(api, set(effective) | set(ledger), max_point_reads=max_point_reads)
-        wanted = plan(effective, actual, ledger)
+    decisions = aggregate(declared)
+    effective = {t: d.effective for t, d in decisions.items()}
+    ledger, exists = await read_ledger(api, name)
+    actual = await read_tag_limits(api, set(effective) | set(ledger), max_point_reads=max_point_reads)
+    wanted = plan(effective, actual, ledger)
 
-        todo, left_out = _fit_ledger(wanted, ledger)
-        changes = await _apply(api, todo, actual, ledger, name, exists)
-        if left_out:
-            raise TagLedgerError(
-                f"Prefect variable {name} cannot record more tags (its value is limited to "
-                f"{MAX_LEDGER_BYTES} bytes): tag limits {', '.join(left_out)} are not managed; "
-                "declare fewer distinct tags in this cluster"
-            )
-        return TagSyncResult(decisions, changes, conflicts_by_owner(decisions), wanted)
+    todo, left_out = _fit_ledger(wanted, ledger)
+    changes = await _apply(api, todo, actual, ledger, name, exists)
+    if left_out:
+        raise TagLedgerError(
+            f"Prefect variable {name} cannot record more tags (its value is limited to "
+            f"{MAX_LEDGER_BYTES} bytes): tag limits {', '.join(left_out)} are not managed; "
+            "declare fewer distinct tags in this cluster"
+        )
+    return TagSyncResult(decisions, changes, conflicts_by_owner(decisions), wanted)
 
 
 async def read_ledger(api: PrefectAPI, name: str) -> tuple[dict[str, LedgerEntry], bool]:

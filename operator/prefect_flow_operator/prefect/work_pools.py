@@ -86,24 +86,14 @@ async def fetch_kubernetes_default_template(api: PrefectAPI) -> dict[str, Any]:
         raise PrefectError("GET", WORKER_METADATA, 200, "no prefect-kubernetes worker template in the view") from exc
 
 
-async def _pages(api: PrefectAPI, path: str, template: str, body: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Every object of a filter endpoint, PAGE at a time, counted under its route template."""
-    items: list[dict[str, Any]] = []
-    while True:
-        page = await api.request("POST", path, template=template, json={**(body or {}), "limit": PAGE, "offset": len(items)})
-        items += page
-        if len(page) < PAGE:
-            return items
-
-
 async def read_pool_queues(api: PrefectAPI, pool: str) -> list[dict[str, Any]]:
     """A pool's queues, by ascending priority (unique per pool, so paging is stable)."""
-    return await _pages(api, f"work_pools/{_seg(pool)}/queues/filter", POOL_QUEUES_FILTER)
+    return [q async for q in api.paged(f"work_pools/{_seg(pool)}/queues/filter", template=POOL_QUEUES_FILTER)]
 
 
 async def read_pools(api: PrefectAPI) -> dict[str, dict[str, Any]]:
     """Every work pool by name (`POST /work_pools/filter`, ordered by unique name)."""
-    return {p["name"]: p for p in await _pages(api, "work_pools/filter", "work_pools/filter")}
+    return {p["name"]: p async for p in api.paged("work_pools/filter", template="work_pools/filter")}
 
 
 async def read_queues(api: PrefectAPI, pool_names: Collection[str] | None = None) -> dict[str, list[dict[str, Any]]]:
