@@ -253,3 +253,14 @@ def test_two_resources_applied_together_for_one_deployment(
     winner = next(ns for ns, reason in got.items() if reason == "Synced")
     dep = prefect_deployment(papi, "etl", "twins")
     assert dep is not None and dep["labels"]["pfo.dev/namespace"] == winner
+
+
+def test_pool_deleted_in_prefect_is_recreated(operator: OperatorProcess, kubectl: Callable[..., Any], papi: httpx.Client) -> None:
+    apply(kubectl, pool("gone-pool", concurrencyLimit=3), flow_deployment("pool-user", "gone-pool"))
+    wait_for(lambda: ready(kubectl, "pwp", "gone-pool", None) and ready(kubectl, "pfd", "pool-user"), what="both Ready")
+    papi.delete("work_pools/gone-pool").raise_for_status()
+    restored = wait_for(lambda: (r := papi.get("work_pools/gone-pool")).status_code == 200 and r.json(), 30, "pool re-created")
+    assert restored["concurrency_limit"] == 3
+    # Its deployment is put back into the pool too, and stays Ready.
+    wait_for(lambda: prefect_deployment(papi, "etl", "pool-user") is not None, 30, "deployment back")
+    wait_for(lambda: ready(kubectl, "pfd", "pool-user"), 30, "deployment Ready")

@@ -34,7 +34,9 @@ def pfd_index(namespace: str, name: str, uid: str, meta: kopf.Meta, spec: kopf.S
             "generation": meta.get("generation"),
             "resourceVersion": meta.get("resourceVersion"),
             "spec": dict(spec),
-            "status": {k: status.get(k) for k in ("conditions", "tagLimits", "deploymentId", "observedGeneration")},
+            "status": {
+                k: status.get(k) for k in ("conditions", "tagLimits", "deploymentId", "flowId", "url", "observedGeneration")
+            },
         }
     }
 

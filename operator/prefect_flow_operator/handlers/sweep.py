@@ -24,7 +24,7 @@ from ..api.work_pool import PLURAL as PWP_PLURAL
 from ..api.work_pool import PrefectWorkPoolSpec
 from ..desired.deployment import LABEL_CLUSTER, LABEL_UID, Owner
 from ..prefect.client import PrefectUnavailable
-from ..prefect.deployments import UNSET, DeploymentSync, sync_deployment
+from ..prefect.deployments import UNSET, DeploymentSync, sync_deployment, url_for
 from ..prefect.work_pools import pool_drift, read_pools, read_queues
 from .context import runtime, status_writer
 from .limits import apply_tag_limits
@@ -79,7 +79,8 @@ async def sweep_once(memo: kopf.Memo, pfd_index: kopf.Index[Any, Any], pwp_index
     rt.metrics.resources.labels(PFD_KIND).set(sum(len(store) for _, store in pfd_index.items()))
     rt.metrics.resources.labels(PWP_KIND).set(sum(len(store) for _, store in pwp_index.items()))
     pools = await read_pools(rt.api)
-    await _sweep_pools(memo, pwp_index, pools)
+    if await _sweep_pools(memo, pwp_index, pools):
+        pools = await read_pools(rt.api)  # a pool it re-created must not look missing below
     cluster = rt.config.cluster_name
     by_uid: dict[str, dict[str, Any]] = {}
     async for dep in rt.api.paged("deployments/filter"):
@@ -125,7 +126,12 @@ async def _sweep_deployment(
         reason = "DriftReverted" if status.get("deploymentId") else "Created"
         rt.metrics.drift_reverts.labels(PFD_KIND).inc(reason == "DriftReverted")
         kopf.info(body, reason=reason, message="; ".join(result.changes)[:1000])
-    update = status_update(status, result.outcome, entry["generation"], {"deploymentId": result.deployment_id})
+    fields = {
+        "deploymentId": result.deployment_id,
+        "flowId": result.flow_id,
+        "url": url_for(rt.config.prefect_ui_url, result.deployment_id),
+    }
+    update = status_update(status, result.outcome, entry["generation"], fields)
     if update and (ready_reason(status) != result.outcome.reason or "deploymentId" in update):
         # Keep the other conditions (LimitConflict) the handler wrote.
         others = [x for x in status.get("conditions") or [] if x.get("type") not in {"Ready", "Stalled"}]
@@ -138,11 +144,13 @@ async def _sweep_deployment(
             kopf.warn(body, reason=result.outcome.reason, message=result.outcome.message[:1000])
 
 
-async def _sweep_pools(memo: kopf.Memo, pwp_index: kopf.Index[Any, Any], pools: dict[str, Any]) -> None:
+async def _sweep_pools(memo: kopf.Memo, pwp_index: kopf.Index[Any, Any], pools: dict[str, Any]) -> bool:
+    """Repair drifted pools; return whether anything was written to Prefect."""
     rt = runtime(memo)
+    wrote = False
     entries = [(name, entry) for name, store in list(pwp_index.items()) for entry in store if _settled(entry)]
     if not entries:
-        return
+        return False
     queues = await read_queues(rt.api)
     template = await kubernetes_template(rt, rt.api)
     for name, entry in entries:
@@ -164,8 +172,10 @@ async def _sweep_pools(memo: kopf.Memo, pwp_index: kopf.Index[Any, Any], pools: 
                 continue
         body = object_ref(PWP_KIND, None, name, entry["uid"])
         if result.changes:
+            wrote = True
             rt.metrics.drift_reverts.labels(PWP_KIND).inc()
             kopf.info(body, reason="DriftReverted", message="; ".join(result.changes)[:1000])
         update = status_update(entry["status"], result.outcome, entry["generation"], pool_fields(result, pool_name))
         if update:
             await status_writer(memo).patch_status(PWP_PLURAL, None, name, update, resource_version=entry["resourceVersion"])
+    return wrote
