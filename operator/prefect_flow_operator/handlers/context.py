@@ -43,6 +43,9 @@ class Runtime:
     # One lock per resource uid: the sweep and the handlers must not interleave their
     # writes for one resource (a sweep pass must not re-create what a deletion removed).
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    # Uids whose deployment this process released: nothing may create it again, whatever
+    # stale view (a sweep pass, a late handler call) still names the resource.
+    released: set[str] = field(default_factory=set)
 
     async def use_connection(self, info: Any) -> None:
         """New credentials from kopf's login: the next status write builds a new writer."""

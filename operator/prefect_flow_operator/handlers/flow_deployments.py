@@ -84,6 +84,8 @@ async def reconcile(
         try:
             dep_name = parsed.prefect_deployment_name(name)
             async with rt.lock_for(uid), rt.sync_gate, rt.name_lock(parsed.flow_name, dep_name):
+                if uid in rt.released:
+                    return
                 result = await sync_deployment(
                     rt.api, parsed, name=name, owner=owner(memo, namespace, name, uid), ui_url=rt.config.prefect_ui_url
                 )
@@ -153,6 +155,7 @@ async def release(
         return  # nothing was ever written to Prefect for it
     try:
         async with rt.lock_for(uid):
+            rt.released.add(uid)  # from here on nothing re-creates it, even if the delete must be retried
             message = await release_deployment(
                 rt.api,
                 flow=spec["flowName"],

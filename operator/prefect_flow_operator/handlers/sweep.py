@@ -91,7 +91,7 @@ async def sweep_once(memo: kopf.Memo, pfd_index: kopf.Index[Any, Any], pwp_index
 
     async def one(namespace: str, name: str, entry: dict[str, Any]) -> None:
         async with gate, rt.lock_for(entry["uid"]):
-            if not _still_current(pfd_index, (namespace, name), entry):
+            if entry["uid"] in rt.released or not _still_current(pfd_index, (namespace, name), entry):
                 return  # deleted or changed since the pass began: its handler owns it now
             try:
                 await _sweep_deployment(memo, namespace, name, entry, pools, by_uid.get(entry["uid"], UNSET))
