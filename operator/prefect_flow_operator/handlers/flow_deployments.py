@@ -6,7 +6,6 @@ import logging
 from typing import Any
 
 import kopf
-from pydantic import ValidationError
 
 from .. import conditions as c
 from ..api import GROUP, VERSION
@@ -18,7 +17,7 @@ from ..prefect.deployments import DeploymentSync, release_deployment, sync_deplo
 from .context import instrumented, runtime
 from .limits import apply_tag_limits
 from .sweep import ensure_sweeper
-from .status import announce, ready_reason, retry_delay, status_update
+from .status import announce, parse_spec, ready_reason, retry_delay, status_update
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 
@@ -39,15 +38,6 @@ def pfd_index(namespace: str, name: str, uid: str, meta: kopf.Meta, spec: kopf.S
             },
         }
     }
-
-
-def parse_spec(spec: kopf.Spec) -> PrefectFlowDeploymentSpec | Outcome:
-    try:
-        return PrefectFlowDeploymentSpec.model_validate(dict(spec))
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        return Outcome(c.INVALID_SPEC, f"spec.{where}: {first['msg']}", stalled=True)
 
 
 def owner(memo: kopf.Memo, namespace: str, name: str, uid: str) -> Owner:
@@ -76,7 +66,7 @@ async def reconcile(
 ) -> None:
     rt = runtime(memo)
     ensure_sweeper(memo, pfd_index, pwp_index)
-    parsed = parse_spec(spec)
+    parsed = parse_spec(PrefectFlowDeploymentSpec, spec)
     result = DeploymentSync(parsed) if isinstance(parsed, Outcome) else None
     if result is None and parsed.suspend:
         result = DeploymentSync(Outcome(c.SUSPENDED, "spec.suspend is true: Prefect is not synced", ready=True))

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
+from pydantic import BaseModel, ValidationError
 
+from .. import conditions as c
 from ..api import API_VERSION
 from ..conditions import Outcome, conditions_for, now, same_conditions
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def status_update(current: Mapping[str, Any], outcome: Outcome, generation: int | None, fields: dict[str, Any]) -> dict[str, Any]:
@@ -35,6 +40,16 @@ def announce(body: Any, outcome: Outcome, previous_reason: str | None, changes: 
     if not outcome.ready and outcome.reason != previous_reason:
         kopf.warn(body, reason=outcome.reason, message=outcome.message[:1000])
         logger.warning("%s: %s", outcome.reason, outcome.message)
+
+
+def parse_spec(model: type[M], spec: Mapping[str, Any]) -> M | Outcome:
+    """The spec as its API model, or InvalidSpec naming the first bad field."""
+    try:
+        return model.model_validate(dict(spec))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return Outcome(c.INVALID_SPEC, f"spec.{where}: {first['msg']}", stalled=True)
 
 
 def object_ref(kind: str, namespace: str | None, name: str, uid: str) -> dict[str, Any]:

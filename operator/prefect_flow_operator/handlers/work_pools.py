@@ -6,7 +6,6 @@ import logging
 from typing import Any
 
 import kopf
-from pydantic import ValidationError
 
 from .. import conditions as c
 from ..api import GROUP, VERSION
@@ -16,7 +15,7 @@ from ..conditions import Outcome
 from ..prefect.client import PrefectAPI, PrefectUnavailable
 from ..prefect.work_pools import PoolSyncResult, delete_work_pool, fetch_kubernetes_default_template, sync_work_pool
 from .context import Runtime, instrumented, runtime
-from .status import announce, ready_reason, retry_delay, status_update
+from .status import announce, parse_spec, ready_reason, retry_delay, status_update
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 IN_USE_RETRY = 30.0
@@ -88,12 +87,10 @@ async def reconcile_pool(
 
     rt = runtime(memo)
     ensure_sweeper(memo, pfd_index, pwp_index)
-    try:
-        parsed = PrefectWorkPoolSpec.model_validate(dict(spec))
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        outcome = Outcome(c.INVALID_SPEC, f"spec.{'.'.join(map(str, first['loc']))}: {first['msg']}", stalled=True)
-        result = None
+    parsed = parse_spec(PrefectWorkPoolSpec, spec)
+    result = None
+    if isinstance(parsed, Outcome):
+        outcome = parsed
     else:
         try:
             async with rt.lock_for(meta["uid"]):
@@ -102,7 +99,7 @@ async def reconcile_pool(
         except PrefectUnavailable as exc:
             result = None
             outcome = Outcome(c.PREFECT_UNAVAILABLE, f"{exc}; retrying with backoff", retry_after=retry_delay(retry))
-    fields = pool_fields(result, parsed.prefect_pool_name(name)) if result else {}
+    fields = pool_fields(result, spec.get("poolName") or name) if result else {}
     update = status_update(status, outcome, meta.get("generation"), fields)
     if update:
         patch.status.update(update)
