@@ -68,6 +68,17 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("pool-negative-limit", with_spec(GOOD_PWP, concurrencyLimit=-1), ["spec.concurrencyLimit"]),
     ("pool-reserved-name", with_spec(GOOD_PWP, poolName="Prefect-internal"), ["spec.poolName", "reserved"]),
     ("pool-template-incomplete", with_spec(GOOD_PWP, baseJobTemplate={"variables": {}}), ["spec.baseJobTemplate", "job_configuration and variables"]),
+    ("pool-allowed-empty", with_spec(GOOD_PWP, allowedNamespaces={}), ["spec.allowedNamespaces", "names, a selector or both"]),
+    ("pool-allowed-no-names", with_spec(GOOD_PWP, allowedNamespaces={"names": []}), ["spec.allowedNamespaces.names", "at least 1"]),
+    ("pool-allowed-bad-name", with_spec(GOOD_PWP, allowedNamespaces={"names": ["Team_B"]}), ["spec.allowedNamespaces.names[0]"]),
+    ("pool-allowed-duplicate-name", with_spec(GOOD_PWP, allowedNamespaces={"names": ["a", "a"]}), ["spec.allowedNamespaces.names[1]", "Duplicate value"]),
+    ("pool-selector-in-without-values", with_spec(GOOD_PWP, allowedNamespaces={"selector": {"matchExpressions": [{"key": "env", "operator": "In"}]}}), ["spec.allowedNamespaces.selector.matchExpressions[0].values", "need at least one entry in values"]),
+    ("pool-selector-notin-empty-values", with_spec(GOOD_PWP, allowedNamespaces={"selector": {"matchExpressions": [{"key": "env", "operator": "NotIn", "values": []}]}}), ["spec.allowedNamespaces.selector.matchExpressions[0].values", "need at least one entry in values"]),
+    ("pool-selector-exists-with-values", with_spec(GOOD_PWP, allowedNamespaces={"selector": {"matchExpressions": [{"key": "env", "operator": "Exists", "values": ["prod"]}]}}), ["spec.allowedNamespaces.selector.matchExpressions[0].values", "take no values"]),
+    ("pool-selector-bad-operator", with_spec(GOOD_PWP, allowedNamespaces={"selector": {"matchExpressions": [{"key": "env", "operator": "Equals", "values": ["prod"]}]}}), ["spec.allowedNamespaces.selector.matchExpressions[0].operator", "DoesNotExist"]),
+    ("pool-selector-bad-key", with_spec(GOOD_PWP, allowedNamespaces={"selector": {"matchExpressions": [{"key": "-env", "operator": "Exists"}]}}), ["spec.allowedNamespaces.selector.matchExpressions[0].key"]),
+    ("pool-selector-bad-label-key", with_spec(GOOD_PWP, allowedNamespaces={"selector": {"matchLabels": {"team name": "data"}}}), ["spec.allowedNamespaces.selector.matchLabels", "label keys"]),
+    ("pool-selector-bad-label-value", with_spec(GOOD_PWP, allowedNamespaces={"selector": {"matchLabels": {"team": "data team"}}}), ["spec.allowedNamespaces.selector.matchLabels.team"]),
 ]
 
 
@@ -82,6 +93,22 @@ def test_valid_manifests_are_accepted(control_plane: Any, crds_installed: None) 
     for doc in (GOOD_PFD, GOOD_PWP):
         out = control_plane.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(doc))
         assert "created" in out.stdout or "configured" in out.stdout
+
+
+def test_allowed_namespaces_are_accepted(control_plane: Any, crds_installed: None) -> None:
+    selector = {
+        "matchLabels": {"team": "data", "example.com/tier": ""},
+        "matchExpressions": [
+            {"key": "env", "operator": "In", "values": ["prod", "stage"]},
+            {"key": "env", "operator": "NotIn", "values": ["dev"]},
+            {"key": "kubernetes.io/metadata.name", "operator": "Exists"},
+            {"key": "legacy", "operator": "DoesNotExist"},
+        ],
+    }
+    for allowed in ({"names": ["team-a"]}, {"selector": selector}, {"names": ["team-a", "ops"], "selector": {}}):
+        doc = with_spec(GOOD_PWP, allowedNamespaces=allowed)
+        result = control_plane.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(doc), check=False)
+        assert result.returncode == 0, f"{allowed} was refused: {result.stderr}"
 
 
 @pytest.mark.parametrize(("case", "doc", "words"), CASES, ids=[c[0] for c in CASES])

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar
 
 from pydantic import Field
 
-from .common import PREFECT_NAME, Condition, DeletionPolicy, DeletionPolicyField, Model, cel, conditions_field, immutable
+from .common import (
+    DNS_LABEL,
+    PREFECT_NAME,
+    Condition,
+    DeletionPolicy,
+    DeletionPolicyField,
+    Model,
+    cel,
+    conditions_field,
+    immutable,
+)
 
 KIND = "PrefectWorkPool"
 PLURAL = "prefectworkpools"
@@ -24,6 +35,117 @@ class WorkQueue(Model):
     concurrency_limit: int | None = Field(None, description="Maximum concurrent runs from this queue. Unset: no limit.", ge=0)
     paused: bool = Field(False, description="Pause the queue: no runs are handed out from it.")
     description: str | None = Field(None, description="Description shown in the Prefect UI.", max_length=10000)
+
+
+# A Kubernetes label key: an optional DNS-subdomain prefix and "/", then a name of at most
+# 63 characters (alphanumeric ends; "-", "_", "." inside).
+LABEL_KEY = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+LABEL_VALUE = r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"
+LabelValue = Annotated[str, Field(pattern=LABEL_VALUE, max_length=63)]
+NamespaceName = Annotated[str, Field(pattern=DNS_LABEL, min_length=1, max_length=63)]
+
+
+class SelectorOperator(StrEnum):
+    IN = "In"
+    NOT_IN = "NotIn"
+    EXISTS = "Exists"
+    DOES_NOT_EXIST = "DoesNotExist"
+
+
+class LabelSelectorRequirement(Model):
+    """One label condition (Kubernetes LabelSelectorRequirement)."""
+
+    openapi_extra: ClassVar[dict[str, Any]] = {
+        "x-kubernetes-validations": [
+            cel(
+                "!(self.operator in ['In', 'NotIn']) || (has(self.values) && size(self.values) > 0)",
+                "operator In and NotIn need at least one entry in values",
+                fieldPath=".values",
+            ),
+            cel(
+                "!(self.operator in ['Exists', 'DoesNotExist']) || !has(self.values) || size(self.values) == 0",
+                "operator Exists and DoesNotExist take no values: remove values",
+                fieldPath=".values",
+            ),
+        ]
+    }
+
+    key: str = Field(description="The label key, e.g. team or example.com/tier.", pattern=LABEL_KEY, max_length=317)
+    operator: SelectorOperator = Field(
+        description=(
+            "In: the label is set to one of values. NotIn: the label is not set, or set to none of values. "
+            "Exists: the label is set (any value). DoesNotExist: the label is not set."
+        )
+    )
+    values: list[LabelValue] | None = Field(
+        None,
+        description="Label values: at least one for In and NotIn, none for Exists and DoesNotExist.",
+        max_length=64,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+
+
+# Structural schemas cannot pattern-check map keys; CEL can.
+_MATCH_LABELS_EXTRA: dict[str, Any] = {
+    "maxProperties": 64,
+    "x-kubernetes-validations": [
+        cel(
+            f"self.all(k, k.size() <= 317 && k.matches(r'{LABEL_KEY}'))",
+            "matchLabels keys must be label keys: an optional DNS prefix and '/', then at most 63 "
+            "characters of letters, digits, '-', '_' or '.', starting and ending alphanumeric",
+        )
+    ],
+}
+
+
+class LabelSelector(Model):
+    """Namespaces by their labels (Kubernetes LabelSelector). Every matchLabels entry and
+    every matchExpressions entry must hold (AND); an empty selector matches every namespace."""
+
+    match_labels: dict[str, LabelValue] | None = Field(
+        None,
+        description="Labels the namespace must carry with exactly these values, e.g. {team: data}.",
+        json_schema_extra=_MATCH_LABELS_EXTRA,
+    )
+    match_expressions: list[LabelSelectorRequirement] | None = Field(
+        None, description="Label conditions the namespace must all meet.", max_length=32
+    )
+
+
+class AllowedNamespaces(Model):
+    """Which namespaces' PrefectFlowDeployments may use the pool. A namespace is allowed when
+    it is listed in names OR its labels match selector."""
+
+    openapi_extra: ClassVar[dict[str, Any]] = {
+        "x-kubernetes-validations": [
+            cel(
+                "has(self.names) || has(self.selector)",
+                "allowedNamespaces needs names, a selector or both; leave allowedNamespaces out to allow every namespace",
+            )
+        ]
+    }
+
+    names: list[NamespaceName] | None = Field(
+        None,
+        description=(
+            "Namespaces allowed by name. A namespace listed here is allowed whatever its labels; "
+            "one not listed can still be allowed by selector."
+        ),
+        min_length=1,
+        max_length=1024,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    selector: LabelSelector | None = Field(
+        None,
+        description=(
+            "Namespaces allowed by their labels, in addition to names: all matchLabels and all "
+            "matchExpressions must hold. Every namespace carries the label "
+            "kubernetes.io/metadata.name: <its name>. An empty selector ({}) allows every namespace."
+        ),
+    )
 
 
 class BaseJobTemplate(Model):
@@ -88,6 +210,14 @@ class PrefectWorkPoolSpec(Model):
         ),
     )
     deletion_policy: DeletionPolicyField = DeletionPolicy.DELETE
+    allowed_namespaces: AllowedNamespaces | None = Field(
+        None,
+        description=(
+            "Which namespaces' PrefectFlowDeployments may use this pool: those listed in names OR "
+            "matching selector. Unset: every namespace. A PrefectFlowDeployment in a namespace that is "
+            "not allowed gets Ready=False, and nothing is written to Prefect for it."
+        ),
+    )
 
     def prefect_pool_name(self, metadata_name: str) -> str:
         return self.pool_name or metadata_name

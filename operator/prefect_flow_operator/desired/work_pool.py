@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..api.work_pool import PrefectWorkPoolSpec, WorkQueue
+from ..api.work_pool import AllowedNamespaces, LabelSelector, LabelSelectorRequirement, PrefectWorkPoolSpec, WorkQueue
 
 # Names `template_supports` reports.
 ENV_FROM = "env_from"
@@ -178,6 +178,140 @@ def _accepts_array(schema: Any, root: Mapping[str, Any], depth: int = 0) -> bool
         types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
         return "array" in types
     return True  # no type constraint
+
+
+# -- which namespace flow runs land in -------------------------------------------------
+
+# Prefect's own placeholder syntax (`prefect.utilities.templating`): `{{namespace}}` and
+# `{{ namespace }}` are the same placeholder.
+_NAMESPACE_PLACEHOLDER = re.compile(r"{{\s*namespace\s*}}")
+_ROUTED = "'{{ namespace }}'"
+
+
+def namespace_routing_problem(template: Mapping[str, Any]) -> str | None:
+    """Why flow runs from this pool would not land in the namespace the `namespace` job
+    variable names (the operator always sets it to the resource's namespace); None if they do.
+
+    The prefect-kubernetes worker (0.8) renders job_configuration and calls
+    `create_namespaced_job(configuration.namespace, job_manifest)`: job_configuration.namespace
+    alone decides where the Job goes, and when it is missing the worker's own default,
+    `default`, does. metadata.namespace is only filled in from it when absent, never
+    overwritten; a different value there cannot move the Job (the API server refuses a body
+    whose namespace differs from the request's), but it makes every flow run fail.
+    `{}` means the worker's built-in template, which routes `{{ namespace }}` in both places.
+    """
+    if not template:
+        return None
+    config = template.get("job_configuration")
+    if not isinstance(config, Mapping):
+        return "base_job_template has no job_configuration object"
+    if "namespace" not in config:
+        return (
+            "base_job_template job_configuration.namespace is missing: the worker would create "
+            f"every flow-run Job in namespace 'default'; set it to {_ROUTED}"
+        )
+    if not _is_namespace_placeholder(config["namespace"]):
+        return (
+            f"base_job_template job_configuration.namespace is {_show(config['namespace'])}, not {_ROUTED}: "
+            "the worker would create flow-run Jobs there instead of in each deployment's own namespace"
+        )
+    variables = template.get("variables")
+    properties = variables.get("properties") if isinstance(variables, Mapping) else None
+    if not isinstance(properties, Mapping) or "namespace" not in properties:
+        return (
+            "base_job_template variables.properties has no namespace variable, which "
+            f"job_configuration.namespace {_ROUTED} needs (Prefect refuses undeclared placeholders); "
+            'declare it, e.g. namespace: {"type": "string"}'
+        )
+    return _metadata_namespace_problem(config.get("job_manifest"))
+
+
+def _metadata_namespace_problem(manifest: Any) -> str | None:
+    # A manifest or metadata that is itself a placeholder is rendered by the worker before
+    # its own checks; only a literal metadata.namespace can be judged here.
+    metadata = manifest.get("metadata") if isinstance(manifest, Mapping) else None
+    if not isinstance(metadata, Mapping) or "namespace" not in metadata:
+        return None
+    if _is_namespace_placeholder(metadata["namespace"]):
+        return None
+    return (
+        f"base_job_template job_configuration.job_manifest.metadata.namespace is {_show(metadata['namespace'])}, "
+        f"not {_ROUTED}: the API server refuses a Job whose metadata.namespace differs from the namespace "
+        "it is created in (job_configuration.namespace), so every flow run would fail; set it to "
+        f"{_ROUTED} or remove it"
+    )
+
+
+def _is_namespace_placeholder(value: Any) -> bool:
+    # Only a value that is exactly one placeholder is replaced by the namespace itself;
+    # "{{ namespace }}-x", "ns-{{ namespace }}" or surrounding spaces name another namespace.
+    return isinstance(value, str) and _NAMESPACE_PLACEHOLDER.fullmatch(value) is not None
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def namespace_allowed(allowed: AllowedNamespaces | None, namespace: str, labels: Mapping[str, str]) -> bool:
+    """Whether PrefectFlowDeployments in `namespace` (carrying `labels`) may use the pool:
+    unset allows every namespace; otherwise listed in names OR matching selector."""
+    if allowed is None:
+        return True
+    if namespace in (allowed.names or ()):
+        return True
+    return allowed.selector is not None and selector_matches(allowed.selector, labels)
+
+
+def selector_matches(selector: LabelSelector, labels: Mapping[str, str]) -> bool:
+    """Kubernetes LabelSelector semantics: every term holds; an empty selector matches all."""
+    if any(labels.get(k) != v for k, v in (selector.match_labels or {}).items()):
+        return False
+    return all(_requirement_holds(r, labels) for r in selector.match_expressions or ())
+
+
+def _requirement_holds(req: LabelSelectorRequirement, labels: Mapping[str, str]) -> bool:
+    values = set(req.values or ())
+    if req.operator == "In":
+        return req.key in labels and labels[req.key] in values
+    if req.operator == "NotIn":
+        # As in Kubernetes: a namespace without the label is "not in" any set of values.
+        return req.key not in labels or labels[req.key] not in values
+    if req.operator == "Exists":
+        return req.key in labels
+    return req.key not in labels  # DoesNotExist
+
+
+def describe_selector(selector: LabelSelector) -> str:
+    """The selector in kubectl's `-l` syntax, e.g. `team=data,env in (prod,stage),!legacy`."""
+    terms = [f"{k}={v}" for k, v in sorted((selector.match_labels or {}).items())]
+    terms += [_describe_requirement(r) for r in selector.match_expressions or ()]
+    return ",".join(terms) or "{} (every namespace)"
+
+
+def _describe_requirement(req: LabelSelectorRequirement) -> str:
+    values = ",".join(req.values or ())
+    if req.operator == "In":
+        return f"{req.key} in ({values})"
+    if req.operator == "NotIn":
+        return f"{req.key} notin ({values})"
+    return req.key if req.operator == "Exists" else f"!{req.key}"
+
+
+def namespace_refusal(resource: str, namespace: str, allowed: AllowedNamespaces, pool_name: str | None = None) -> str:
+    """Why a PrefectFlowDeployment in `namespace` may not use PrefectWorkPool `resource`
+    (whose Prefect pool is `pool_name` when that differs), and how to fix it."""
+    pool = f"work pool {resource}"
+    if pool_name and pool_name != resource:
+        pool = f"work pool {pool_name} (PrefectWorkPool {resource})"
+    rules = []
+    if allowed.names:
+        rules.append(f"namespaces named {', '.join(allowed.names)}")
+    if allowed.selector is not None:
+        rules.append(f"namespaces labelled {describe_selector(allowed.selector)}")
+    fix = f"add {namespace} to spec.allowedNamespaces.names of PrefectWorkPool {resource}"
+    if allowed.selector is not None:
+        fix += f", or label namespace {namespace} to match its spec.allowedNamespaces.selector"
+    return f"namespace {namespace} may not use {pool}: spec.allowedNamespaces allows only {' or '.join(rules)}; {fix}"
 
 
 # -- the pool ---------------------------------------------------------------------------
