@@ -21,6 +21,7 @@ POOL_TEMPLATE_INCOMPATIBLE = "PoolTemplateIncompatible"
 SUSPENDED = "Suspended"
 IN_USE = "InUse"
 LIMIT_CONFLICT = "LimitConflict"
+NAMESPACE_NOT_ALLOWED = "NamespaceNotAllowed"
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,10 @@ class Outcome:
     # Seconds until the handler should try again; None: do not retry.
     retry_after: float | None = None
     extra: list[dict[str, Any]] = field(default_factory=list)
+    # Condition types another step owns (LimitConflict when tag limits were not looked at):
+    # kept as they are instead of dropped.
+    keep: tuple[str, ...] = ()
+    tag_limits: list[dict[str, Any]] | None = None  # status.tagLimits, when tag limits were looked at
 
     @classmethod
     def synced(cls, message: str) -> Outcome:
@@ -62,6 +67,8 @@ def conditions_for(outcome: Outcome, generation: int | None, previous: list[dict
         *outcome.extra,
     ]
     by_type = {c.get("type"): c for c in previous}
+    owned = {cond["type"] for cond in wanted}
+    kept = [cond for cond in previous if cond.get("type") in outcome.keep and cond.get("type") not in owned]
     result = []
     for cond in wanted:
         cond = {**cond, "observedGeneration": generation}
@@ -71,7 +78,7 @@ def conditions_for(outcome: Outcome, generation: int | None, previous: list[dict
         else:
             cond["lastTransitionTime"] = now()
         result.append(cond)
-    return result
+    return result + kept
 
 
 def same_conditions(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:

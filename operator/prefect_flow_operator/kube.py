@@ -46,5 +46,14 @@ class StatusWriter:
             resp.raise_for_status()
             return True
 
+    async def namespace_labels(self, name: str) -> dict[str, str]:
+        """A namespace's labels, for PrefectWorkPool.spec.allowedNamespaces.selector."""
+        async with self._session.get(f"{self._server}/api/v1/namespaces/{name}") as resp:
+            if resp.status == 404:
+                return {}
+            resp.raise_for_status()
+            body = await resp.json()
+        return dict((body.get("metadata") or {}).get("labels") or {})
+
     async def close(self) -> None:
         await self._session.close()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from prefect_flow_operator import conditions as c
 from prefect_flow_operator.conditions import Outcome, conditions_for, same_conditions
-from prefect_flow_operator.handlers.status import retry_delay, status_update
+from prefect_flow_operator.errors import retry_delay
+from prefect_flow_operator.reconciler.status import status_update
 
 
 def test_first_status_has_ready_stalled_and_observed_generation() -> None:

@@ -77,16 +77,6 @@ class TagLimit(Model):
 class Concurrency(Model):
     """Concurrency of this deployment's flow runs, and the shared tag limits it relies on."""
 
-    openapi_extra: ClassVar[dict[str, Any]] = {
-        "x-kubernetes-validations": [
-            cel(
-                "!has(self.gracePeriodSeconds) || self.collisionStrategy == 'Enqueue'",
-                "concurrency.gracePeriodSeconds only applies with collisionStrategy Enqueue",
-                fieldPath=".gracePeriodSeconds",
-            ),
-        ]
-    }
-
     limit: int | None = Field(
         None, description="Maximum concurrent flow runs of this deployment. Unset: no limit.", ge=1
     )
@@ -96,7 +86,10 @@ class Concurrency(Model):
     )
     grace_period_seconds: int | None = Field(
         None,
-        description="Seconds a run may hold a slot before it is considered crashed (60-86400; Prefect's default 300).",
+        description=(
+            "Seconds a run may hold a concurrency slot (its lease) before the slot is released as crashed, "
+            "with either collision strategy (60-86400; Prefect's default 300)."
+        ),
         ge=60,
         le=86400,
     )

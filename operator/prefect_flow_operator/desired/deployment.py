@@ -12,9 +12,10 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..api.flow_deployment import PrefectFlowDeploymentSpec, Schedule
+from ..errors import SpecError, TemplateError
+from .schedules import schedule_problem
 
 LABEL_CLUSTER = "pfo.dev/cluster"
 LABEL_NAMESPACE = "pfo.dev/namespace"
@@ -28,8 +29,6 @@ DEFAULT_QUEUE = "default"
 
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 _UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-# One cron field: numbers, * ? / , - L W #, and month/day names.
-_CRON_FIELD = re.compile(r"^(?:[0-9*?/,\-LW#]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC|SUN|MON|TUE|WED|THU|FRI|SAT)+$", re.IGNORECASE)
 
 # Fields compared one to one and sent as they are in a PATCH.
 PLAIN_FIELDS = (
@@ -69,18 +68,6 @@ def owner_of(labels: dict[str, Any] | None) -> Owner | None:
     return Owner(*(str(labels.get(k, "")) for k in OWNER_LABELS))
 
 
-class SpecError(ValueError):
-    """The spec is invalid in a way the CRD schema cannot express; names the field."""
-
-    def __init__(self, field_path: str, problem: str) -> None:
-        super().__init__(f"spec.{field_path}: {problem}")
-        self.field_path = field_path
-
-
-class TemplateError(ValueError):
-    """The work pool's base job template cannot carry what the spec asks for."""
-
-
 # -- validation of what CEL cannot see ---------------------------------------------------
 
 
@@ -96,24 +83,10 @@ def validate(spec: PrefectFlowDeploymentSpec) -> None:
     """Raise SpecError for the first problem the API server could not reject."""
     for i, s in enumerate(spec.schedules):
         where = f"schedules[{i}]"
-        if s.timezone:
-            try:
-                ZoneInfo(s.timezone)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise SpecError(f"{where}.timezone", f"unknown time zone {s.timezone!r}; use an IANA name such as Europe/Berlin") from None
-        if s.cron is not None:
-            fields = s.cron.split()
-            if not (s.cron.startswith("@") or (5 <= len(fields) <= 6 and all(_CRON_FIELD.match(f) for f in fields))):
-                raise SpecError(f"{where}.cron", f"{s.cron!r} is not a cron expression; use five fields, e.g. '0 6 * * *'")
         if s.interval is not None and parse_duration(s.interval) <= 0:
             raise SpecError(f"{where}.interval", "must be longer than zero, e.g. 15m")
-        if s.rrule is not None and "FREQ=" not in s.rrule.upper():
-            raise SpecError(f"{where}.rrule", f"{s.rrule!r} has no FREQ; write e.g. FREQ=DAILY;BYHOUR=6")
-        if s.anchor_date is not None:
-            try:
-                datetime.fromisoformat(s.anchor_date)
-            except ValueError:
-                raise SpecError(f"{where}.anchorDate", "must be an RFC 3339 time such as 2026-01-01T00:00:00Z") from None
+        if problem := schedule_problem(s):
+            raise SpecError(f"{where}.{problem[0]}", problem[1])
     if spec.parameter_schema is not None and spec.parameter_schema.get("type", "object") != "object":
         raise SpecError("parameterSchema", "must describe an object (type: object) whose properties are the parameters")
     reserved = {"namespace"} & set((spec.job_variables.model_extra or {}) if spec.job_variables else {})
@@ -198,6 +171,8 @@ class DesiredDeployment:
     concurrency_limit: int | None
     concurrency_options: dict[str, Any] | None
     labels: dict[str, str] = field(default_factory=dict)
+    # Job variables set through spec.jobVariables: a refusal of one names that field.
+    escape_hatch: tuple[str, ...] = ()
 
     def create_body(self, flow_id: str) -> dict[str, Any]:
         body = {
@@ -247,6 +222,7 @@ def desired_deployment(
         concurrency_limit=limit,
         concurrency_options=options,
         labels=owner.labels(),
+        escape_hatch=tuple(spec.job_variables.model_dump(by_alias=True, exclude_none=True)) if spec.job_variables else (),
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -11,10 +10,22 @@ import kopf
 from ..config import OperatorConfig
 from ..metrics import Metrics
 from ..prefect.client import PrefectAPI
-from .context import Runtime, runtime
+from ..reconciler.runtime import Runtime, runtime
 
 log = logging.getLogger(__name__)
 FINALIZER = "pfo.dev/finalizer"
+
+
+class GenerationDiffBase(kopf.StatusDiffBaseStorage):
+    """Remember the generation a handler last finished, not a copy of the spec.
+
+    kopf's default keeps the whole spec in the object to diff against, which doubles
+    its size: a spec near the API server's limit then fails every status write and the
+    resource can no longer be deleted. The reconcilers compare the spec with Prefect,
+    never with an older spec, so a change of `metadata.generation` is all they need."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> Any:
+        return {"metadata": {"generation": body.get("metadata", {}).get("generation")}}
 
 
 @kopf.on.login()
@@ -38,7 +49,7 @@ async def startup(
     # Progress and diff base live in status.kopf, not in annotations: a GitOps tool
     # comparing metadata sees nothing but our finalizer.
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
-    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.diffBase")
+    settings.persistence.diffbase_storage = GenerationDiffBase(field="status.kopf.diffBase")
     settings.persistence.finalizer = FINALIZER
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
@@ -62,13 +73,7 @@ async def startup(
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    rt = runtime(memo)
-    if rt.sweeper:
-        rt.sweeper.cancel()
-        await asyncio.gather(rt.sweeper, return_exceptions=True)
-    await rt.api.aclose()
-    if rt.status:
-        await rt.status.close()
+    await runtime(memo).close()
 
 
 @kopf.on.probe(id="prefect")

@@ -33,12 +33,16 @@ PAGE = 200  # the server's maximum page size
 class PrefectError(Exception):
     """Prefect answered with an error that retrying will not fix."""
 
-    def __init__(self, method: str, path: str, status: int, detail: str) -> None:
+    def __init__(
+        self, method: str, path: str, status: int, detail: str, errors: list[tuple[tuple[str | int, ...], str]] | None = None
+    ) -> None:
         super().__init__(f"Prefect {method} {path} answered {status}: {detail}")
         self.method = method
         self.path = path
         self.status = status
         self.detail = detail
+        # A request-validation 422's errors as (loc, msg), for messages that name the field.
+        self.errors = errors or []
 
 
 class PrefectUnavailable(Exception):
@@ -84,8 +88,13 @@ class PrefectAPI:
         # flow name -> id, filled by `POST /flows/` (see deployments._flow_id).
         self.flow_ids: dict[str, str] = {}
         self._inflight: dict[str, asyncio.Future[Any]] = {}
+        self._flow_locks: dict[str, asyncio.Lock] = {}
         # (METHOD, path template) -> count; templates keep ids out of the keys.
         self.requests: Counter[tuple[str, str]] = Counter()
+
+    def flow_lock(self, flow_name: str) -> asyncio.Lock:
+        """Serialises the first deployment creates of one flow name (see deployments._first_of_flow)."""
+        return self._flow_locks.setdefault(flow_name, asyncio.Lock())
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -137,7 +146,7 @@ class PrefectAPI:
         if resp.status_code == 404:
             raise NotFound(method, template or path, 404, _detail(resp))
         if resp.status_code >= 400:
-            raise PrefectError(method, template or path, resp.status_code, _detail(resp))
+            raise PrefectError(method, template or path, resp.status_code, _detail(resp), _errors(resp))
         if resp.status_code == 204 or not resp.content:
             return None
         return resp.json()
@@ -218,6 +227,17 @@ def _detail(resp: httpx.Response) -> str:
             return "; ".join(_validation_error(e) for e in errors)[:500]
         return str(body.get("detail") or body.get("exception_message") or body)[:500]
     return str(body)[:500]
+
+
+def _errors(resp: httpx.Response) -> list[tuple[tuple[str | int, ...], str]]:
+    try:
+        body = resp.json()
+    except ValueError:
+        return []
+    errors = body.get("exception_detail") if isinstance(body, dict) else None
+    if not isinstance(errors, list):
+        return []
+    return [(tuple(e.get("loc") or ()), str(e.get("msg", ""))) for e in errors if isinstance(e, dict)]
 
 
 def _validation_error(error: Any) -> str:

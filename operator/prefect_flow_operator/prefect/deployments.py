@@ -1,9 +1,9 @@
-"""Bring one Prefect deployment in line with its PrefectFlowDeployment; delete or release it.
+"""Observe one Prefect deployment, apply a `DeploymentPlan`, and release a deployment.
 
-Reads what Prefect has (or takes it from the sweep's bulk read), computes the
-difference with `desired.deployment` and writes only that: PATCH for fields, the
-schedule endpoints for schedules, and the POST upsert only to create or to (re)label,
-because the upsert recreates schedules and drops scheduled runs.
+The writes go out in an order that keeps a refusal cheap: the write Prefect validates
+(the deployment itself) first, schedules after it, and the restoration of scheduled
+runs last. The POST upsert is used only to create or to (re)label, because it
+recreates schedules and drops scheduled runs.
 """
 
 from __future__ import annotations
@@ -12,35 +12,23 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from .. import conditions as c
 from ..api.common import DeletionPolicy
 from ..api.flow_deployment import PrefectFlowDeploymentSpec
 from ..conditions import Outcome
-from ..desired.deployment import (
-    DesiredDeployment,
-    Owner,
-    SchedulePlan,
-    SpecError,
-    TemplateError,
-    deployment_patch,
-    desired_deployment,
-    needs_relabel,
-    owner_of,
-    schedule_plan,
-    validate,
-)
-from ..desired.work_pool import template_supports
+from ..desired.deployment import DesiredDeployment, Owner, SchedulePlan, schedule_plan
+from ..desired.deployment_plan import DeploymentPlan, Observed, owns, plan_deployment, plan_update
+from ..errors import ReconcileError, outcome_for
 from .client import NotFound, PrefectAPI, PrefectError
+from .rejections import as_spec_error, rejected
 
 UNSET: Any = object()  # "not read yet": distinct from None ("Prefect has none")
-POOL_RETRY = 10.0  # a pool applied together with its deployments appears within seconds
+SCHEDULE = "deployments/{id}/schedule"
 
 
 @dataclass
-class DeploymentSync:
-    outcome: Outcome
-    deployment_id: str | None = None
-    flow_id: str | None = None
+class Applied:
+    deployment_id: str
+    flow_id: str | None
     changes: list[str] = field(default_factory=list)
 
 
@@ -56,89 +44,15 @@ async def read_pool(api: PrefectAPI, pool: str) -> dict[str, Any] | None:
     return await api.get_or_none_shared(f"work_pools/{quote(pool, safe='')}", "work_pools/{name}")
 
 
-def _conflict(owner: Owner, other: Owner | None, flow: str, name: str) -> Outcome:
-    if other is None:
-        msg = (
-            f"Prefect deployment {flow}/{name} already exists and was not created by this operator; "
-            "set spec.adopt: true to take it over, or choose another deploymentName"
-        )
-    else:
-        msg = (
-            f"Prefect deployment {flow}/{name} is managed by {other.namespace}/{other.name} "
-            f"in cluster {other.cluster}; delete that resource or choose another deploymentName"
-        )
-    return Outcome(c.CONFLICT, msg, stalled=True)
-
-
-def owns(owner: Owner, actual: dict[str, Any], adopt: bool) -> bool | None:
-    """True: ours; False: someone else's; None: unowned (adopt decides)."""
-    other = owner_of(actual.get("labels"))
-    if other is None:
-        return True if adopt else None
-    # A resource deleted and created again under the same name is the same owner.
-    return (other.cluster, other.namespace, other.name) == (owner.cluster, owner.namespace, owner.name)
-
-
-async def sync_deployment(
-    api: PrefectAPI,
-    spec: PrefectFlowDeploymentSpec,
-    *,
-    name: str,
-    owner: Owner,
-    pool: dict[str, Any] | None = UNSET,
-    actual: dict[str, Any] | None = UNSET,
-    ui_url: str | None = None,
-) -> DeploymentSync:
-    """One reconcile. `pool`/`actual` may come from a bulk read; else they are fetched."""
-    try:
-        validate(spec)  # before any request: an invalid spec touches nothing in Prefect
-    except SpecError as exc:
-        return DeploymentSync(Outcome(c.INVALID_SPEC, str(exc), stalled=True))
+async def observe(
+    api: PrefectAPI, flow: str, name: str, pool_name: str, *, pool: Any = UNSET, actual: Any = UNSET, access: str | None = None
+) -> Observed:
+    """What Prefect holds; `pool` / `actual` come from the sweep's bulk read when given."""
     if pool is UNSET:
-        pool = await read_pool(api, spec.pool.name)
-    if pool is None:
-        return DeploymentSync(
-            Outcome(
-                c.POOL_NOT_FOUND,
-                f"work pool {spec.pool.name!r} does not exist in Prefect; create it (a PrefectWorkPool) or fix spec.pool.name",
-                retry_after=POOL_RETRY,
-            )
-        )
-    try:
-        desired = desired_deployment(
-            spec, name=name, namespace=owner.namespace, owner=owner, supports=template_supports(pool.get("base_job_template") or {})
-        )
-    except SpecError as exc:
-        return DeploymentSync(Outcome(c.INVALID_SPEC, str(exc), stalled=True))
-    except TemplateError as exc:
-        return DeploymentSync(
-            Outcome(
-                c.POOL_TEMPLATE_INCOMPATIBLE,
-                f"work pool {spec.pool.name!r}: {exc}; manage the pool with a PrefectWorkPool (its default template "
-                "carries envFrom and resources) or add the variable to its base job template",
-                stalled=True,
-            )
-        )
-    if actual is UNSET:
-        actual = await read_deployment(api, desired.flow_name, desired.name)
-    try:
-        if actual is None:
-            return await _create(api, desired)
-        mine = owns(owner, actual, spec.adopt)
-        if not mine:
-            return DeploymentSync(_conflict(owner, owner_of(actual.get("labels")), desired.flow_name, desired.name))
-        result = await _update(api, desired, actual)
-    except PrefectError as exc:
-        if _rejected(exc):
-            return DeploymentSync(Outcome(c.INVALID_SPEC, f"Prefect rejected the deployment: {exc.detail}", stalled=True))
-        raise
-    return result
-
-
-def _rejected(exc: PrefectError) -> bool:
-    """Prefect refused the content: 422, or the 409 its PATCH answers when parameters do
-    not match the enforced schema or job_variables do not match the pool's variables."""
-    return exc.status == 422 or (exc.status == 409 and exc.method == "PATCH" and exc.path == "deployments/{id}")
+        pool = await read_pool(api, pool_name)
+    if actual is UNSET and pool is not None:
+        actual = await read_deployment(api, flow, name)
+    return Observed(pool=pool, actual=None if actual is UNSET else actual, access_problem=access)
 
 
 def url_for(ui_url: str | None, deployment_id: str | None) -> str | None:
@@ -147,64 +61,96 @@ def url_for(ui_url: str | None, deployment_id: str | None) -> str | None:
     return f"{ui_url.rstrip('/')}/deployments/deployment/{deployment_id}"
 
 
-async def _flow_id(api: PrefectAPI, flow_name: str, *, fresh: bool = False) -> str:
-    """The flow's id: `POST /flows/` (an upsert by name) once per flow name, then remembered.
-
-    1,000 deployments of one flow would otherwise send 1,000 identical writes, each
-    waiting its turn at a SQLite server."""
-    if not fresh and flow_name in api.flow_ids:
-        return api.flow_ids[flow_name]
-    flow = await api.request("POST", "flows/", json={"name": flow_name})
-    api.flow_ids[flow_name] = flow["id"]
-    return str(flow["id"])
-
-
-async def _create(api: PrefectAPI, desired: DesiredDeployment) -> DeploymentSync:
-    cached = desired.flow_name in api.flow_ids
-    flow = {"id": await _flow_id(api, desired.flow_name)}
+async def apply(api: PrefectAPI, plan: DeploymentPlan, actual: dict[str, Any] | None) -> Applied:
+    """Send the plan's writes; a refusal by Prefect becomes a SpecError naming the spec field."""
     try:
-        created = await api.request("POST", "deployments/", json=desired.create_body(flow["id"]))
+        if plan.create:
+            return await _create(api, plan)
+        if plan.relabel is not None:
+            actual = await api.request("POST", "deployments/", json=plan.relabel)
+            assert actual is not None
+            follow = plan_update(plan.desired, actual)
+            follow.reschedule = plan.reschedule
+            await _update(api, follow)
+            return Applied(plan.deployment_id or actual["id"], plan.flow_id, plan.changes(None) + follow.changes(actual))
+        await _update(api, plan)
+        return Applied(plan.deployment_id or "", plan.flow_id, plan.changes(actual))
     except PrefectError as exc:
-        if not cached or exc.status not in (404, 409, 422):
+        if rejected(exc):
+            raise as_spec_error(exc, plan.desired.escape_hatch) from None
+        raise
+
+
+async def _update(api: PrefectAPI, plan: DeploymentPlan) -> None:
+    dep_id = plan.deployment_id
+    if plan.patch:
+        await api.request("PATCH", f"deployments/{dep_id}", template="deployments/{id}", json=plan.patch)
+    await _apply_schedule_plan(api, str(dep_id), plan.schedules)
+    if plan.reschedule:
+        await api.request("POST", f"deployments/{dep_id}/schedule", template=SCHEDULE, json={})
+
+
+async def _flow(api: PrefectAPI, flow_name: str) -> tuple[str, bool]:
+    """The flow's id and whether this call created it. Read first and created only when
+    missing, so a refused create can take back the flow it made; remembered per name,
+    so 1,000 deployments of one flow cost one read, not 1,000 writes."""
+    found = await api.get_or_none(f"flows/name/{quote(flow_name, safe='')}", "flows/name/{name}")
+    created = found is None
+    if found is None:
+        found = await api.request("POST", "flows/", json={"name": flow_name})
+    return str(found["id"]), created
+
+
+async def _create(api: PrefectAPI, plan: DeploymentPlan) -> Applied:
+    desired = plan.desired
+    cached = desired.flow_name in api.flow_ids
+    try:
+        if cached:
+            created, flow_id = await _post(api, desired, api.flow_ids[desired.flow_name], False), api.flow_ids[desired.flow_name]
+        else:
+            created, flow_id = await _first_of_flow(api, desired)
+    except PrefectError as exc:
+        if not cached or exc.status not in (404, 409):
             raise
-        # The remembered flow may have been deleted in Prefect meanwhile: upsert it again.
-        flow = {"id": await _flow_id(api, desired.flow_name, fresh=True)}
-        created = await api.request("POST", "deployments/", json=desired.create_body(flow["id"]))
-    # The upsert drops each schedule's max_scheduled_runs (Prefect 3.9): patch back what
+        # The remembered flow may have been deleted in Prefect meanwhile: look it up again.
+        api.flow_ids.pop(desired.flow_name, None)
+        created, flow_id = await _first_of_flow(api, desired)
+    # The create drops each schedule's max_scheduled_runs (Prefect 3.9): patch back what
     # it lost now, not as "drift" in the next reconcile.
     await _apply_schedule_plan(api, created["id"], schedule_plan(desired.schedules, created.get("schedules") or []))
-    return DeploymentSync(
-        Outcome.synced(f"Prefect deployment {desired.flow_name}/{desired.name} is in sync"),
-        created["id"],
-        flow["id"],
-        ["created"],
-    )
+    return Applied(created["id"], flow_id, ["created"])
 
 
-async def _update(api: PrefectAPI, desired: DesiredDeployment, actual: dict[str, Any]) -> DeploymentSync:
-    dep_id = actual["id"]
-    changes: list[str] = []
-    if needs_relabel(desired, actual):
-        # Labels can only be written by the upsert; it also rewrites every other field.
-        labels = {k: v for k, v in (actual.get("labels") or {}).items() if not k.startswith("prefect.")}
-        body = desired.create_body(actual["flow_id"])
-        body["labels"] = {**labels, **desired.labels}
-        actual = await api.request("POST", "deployments/", json=body)
-        changes.append("ownership labels set")
-    patch = deployment_patch(desired, actual)
-    if patch:
-        await api.request("PATCH", f"deployments/{dep_id}", template="deployments/{id}", json=patch)
-        # work_pool_name/work_queue_name travel together (see deployment_patch): name only those that differ.
-        changes.extend(
-            f"{k} changed"
-            for k in sorted(patch)
-            if k not in ("work_pool_name", "work_queue_name") or patch[k] != actual.get(k)
-        )
-    plan = schedule_plan(desired.schedules, actual.get("schedules") or [])
-    await _apply_schedule_plan(api, dep_id, plan)
-    changes.extend(plan.describe())
-    message = f"Prefect deployment {desired.flow_name}/{desired.name} is in sync"
-    return DeploymentSync(Outcome.synced(message), dep_id, actual.get("flow_id"), changes)
+async def _first_of_flow(api: PrefectAPI, desired: DesiredDeployment) -> tuple[dict[str, Any], str]:
+    """Create a deployment whose flow may not exist yet. One at a time per flow name: a
+    flow made here is deleted again if Prefect refuses the deployment, and no other
+    deployment may have been created in it meanwhile (deleting a flow deletes those)."""
+    async with api.flow_lock(desired.flow_name):
+        if desired.flow_name in api.flow_ids:  # another create made it while this one waited
+            flow_id = api.flow_ids[desired.flow_name]
+            return await _post(api, desired, flow_id, False), flow_id
+        flow_id, made = await _flow(api, desired.flow_name)
+        created = await _post(api, desired, flow_id, made)
+        api.flow_ids[desired.flow_name] = flow_id  # shared only once a deployment holds it
+        return created, flow_id
+
+
+async def _post(api: PrefectAPI, desired: DesiredDeployment, flow_id: str, made: bool) -> dict[str, Any]:
+    try:
+        created: dict[str, Any] = await api.request("POST", "deployments/", json=desired.create_body(flow_id))
+    except PrefectError as exc:
+        if made and rejected(exc):
+            await _forget_flow(api, flow_id)
+        raise
+    return created
+
+
+async def _forget_flow(api: PrefectAPI, flow_id: str) -> None:
+    """Take back a flow made for a create Prefect refused: a rejected change leaves nothing."""
+    try:
+        await api.request("DELETE", f"flows/{flow_id}", template="flows/{id}")
+    except NotFound:
+        pass
 
 
 async def _apply_schedule_plan(api: PrefectAPI, dep_id: str, plan: SchedulePlan) -> None:
@@ -238,3 +184,35 @@ async def release_deployment(api: PrefectAPI, *, flow: str, dep: str, policy: st
     except NotFound:
         pass
     return f"Prefect deployment {flow}/{dep} deleted"
+
+
+@dataclass
+class DeploymentSync:
+    outcome: Outcome
+    deployment_id: str | None = None
+    flow_id: str | None = None
+    changes: list[str] = field(default_factory=list)
+
+
+async def sync_deployment(
+    api: PrefectAPI,
+    spec: PrefectFlowDeploymentSpec,
+    *,
+    name: str,
+    owner: Owner,
+    pool: Any = UNSET,
+    actual: Any = UNSET,
+    access: str | None = None,
+) -> DeploymentSync:
+    """One observe → plan → apply without the cluster around it (the CLI, the tests).
+    The operator's reconciler runs the same three steps and adds status and events."""
+    try:
+        observed = await observe(api, spec.flow_name, spec.prefect_deployment_name(name), spec.pool.name, pool=pool, actual=actual, access=access)
+        plan = plan_deployment(spec, name=name, owner=owner, observed=observed)
+        if plan.empty:
+            current = observed.actual or {}
+            return DeploymentSync(Outcome.synced("in sync"), current.get("id"), current.get("flow_id"))
+        applied = await apply(api, plan, observed.actual)
+    except ReconcileError as exc:  # Prefect unreachable or erring: raised, for the caller to retry
+        return DeploymentSync(outcome_for(exc, 0))
+    return DeploymentSync(Outcome.synced("in sync"), applied.deployment_id, applied.flow_id, applied.changes)

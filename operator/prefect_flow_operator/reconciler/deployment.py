@@ -1,0 +1,203 @@
+"""The PrefectFlowDeployment reconciler: observe → plan → apply, then status and events.
+
+The kopf handler calls it with point reads, the drift sweep with its bulk pages
+(`Bulk`); everything else — locks, tombstones, suspend, tag limits, status, events,
+metrics, the mapping of errors to conditions — is the same code for both.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .. import conditions as c
+from ..api.flow_deployment import KIND, PrefectFlowDeploymentSpec
+from ..conditions import Outcome
+from ..desired.deployment import Owner
+from ..desired.deployment_plan import plan_deployment
+from ..errors import ReconcileError, outcome_for
+from ..prefect import deployments as prefect
+from ..prefect.deployments import UNSET, Applied
+from .entries import DeploymentEntry
+from .events import info, object_ref, warn
+from .sinks import StatusSink
+from .status import status_update
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Bulk:
+    """What the sweep read for every resource at once; UNSET: read it on the spot."""
+
+    pool: Any = UNSET
+    actual: Any = UNSET
+
+
+@dataclass
+class Result:
+    outcome: Outcome
+    fields: dict[str, Any]
+    changes: list[str]
+
+
+class InvalidEntry(ReconcileError):
+    reason = c.INVALID_SPEC
+    stalled = True
+
+
+class DeploymentReconciler:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def owner(self, e: DeploymentEntry) -> Owner:
+        return Owner(self.rt.config.cluster_name, str(e.namespace), e.name, e.uid)
+
+    async def reconcile(
+        self, e: DeploymentEntry, sink: StatusSink, *, retry: int = 0, bulk: Bulk | None = None, stale_ok: bool = True
+    ) -> Outcome | None:
+        """One reconcile; None when nothing was done (released, or changed since `e` was taken).
+
+        `bulk` given: a sweep pass (tag limits come from the pass's one sync). A handler's
+        `e` is the event's body; any other caller's may be stale (`stale_ok=False`)."""
+        spec = e.spec
+        names = (spec.flow_name, spec.prefect_deployment_name(e.name)) if spec else ("", "")
+        async with self.rt.locks.hold(e.uid, "name:{}/{}".format(*names)):
+            if self.rt.locks.released(e.uid) or ((bulk or not stale_ok) and not self.rt.is_current(e)):
+                return None  # deleted or changed since `e` was taken: its handler owns it now
+            result = await self._sync(e, retry, bulk or Bulk())
+        result.outcome = await self._with_tags(e, result.outcome, retry, sweep=bulk is not None)
+        await self._project(e, result, sink)
+        return result.outcome
+
+    async def _sync(self, e: DeploymentEntry, retry: int, bulk: Bulk) -> Result:
+        fields: dict[str, Any] = {}
+        try:
+            spec = _spec(e)
+            fields = {"workPool": spec.pool.name, "workQueue": spec.pool.queue or "default"}
+            if spec.suspend:
+                return Result(Outcome(c.SUSPENDED, "spec.suspend is true: Prefect is not synced", ready=True), fields, [])
+            async with self.rt.sync_gate:
+                applied = await self._observe_plan_apply(e, spec, bulk)
+        except Exception as exc:  # noqa: BLE001 - outcome_for re-raises what is not a reconcile failure
+            return Result(outcome_for(exc, retry), fields, [])
+        fields |= {
+            "deploymentId": applied.deployment_id,
+            "flowId": applied.flow_id,
+            "url": prefect.url_for(self.rt.config.prefect_ui_url, applied.deployment_id),
+        }
+        name = f"{spec.flow_name}/{spec.prefect_deployment_name(e.name)}"
+        return Result(Outcome.synced(f"Prefect deployment {name} is in sync"), fields, applied.changes)
+
+    async def _observe_plan_apply(self, e: DeploymentEntry, spec: PrefectFlowDeploymentSpec, bulk: Bulk) -> Applied:
+        api = self.rt.api
+        flow, dep = spec.flow_name, spec.prefect_deployment_name(e.name)
+        access = await self.rt.pool_access(spec.pool.name, str(e.namespace))
+        observed = await prefect.observe(api, flow, dep, spec.pool.name, pool=bulk.pool, actual=bulk.actual, access=access)
+        plan = plan_deployment(spec, name=e.name, owner=self.owner(e), observed=observed)
+        if plan.empty:
+            actual = observed.actual or {}
+            return Applied(str(actual.get("id")), actual.get("flow_id"), [])
+        return await prefect.apply(api, plan, observed.actual)
+
+    async def _with_tags(self, e: DeploymentEntry, outcome: Outcome, retry: int, *, sweep: bool) -> Outcome:
+        """Only a synced resource that declares (or declared) tag limits can change them."""
+        spec = e.spec
+        declares = bool(spec and spec.concurrency and spec.concurrency.tag_limits)
+        if not outcome.ready or spec is None or spec.suspend or not (declares or e.status.get("tagLimits")):
+            return Outcome(outcome.reason, outcome.message, outcome.ready, outcome.stalled, outcome.retry_after, keep=(c.LIMIT_CONFLICT,))
+        try:
+            if not sweep:  # the sweep synced tag limits once for the whole pass
+                await self.rt.tags.sync(me=e.key)
+        except Exception as exc:  # noqa: BLE001 - outcome_for re-raises what is not a reconcile failure
+            failed = outcome_for(exc, retry)
+            return Outcome(failed.reason, f"tag limits: {failed.message}", retry_after=failed.retry_after, keep=(c.LIMIT_CONFLICT,))
+        view = self.rt.tags.view(e.key)
+        self._warn_new_conflict(e, view.conditions)
+        return Outcome(outcome.reason, outcome.message, ready=True, extra=view.conditions, tag_limits=view.tag_limits)
+
+    def _warn_new_conflict(self, e: DeploymentEntry, conds: list[dict[str, Any]]) -> None:
+        """An event when this resource's tag-limit conflict appears or changes, not on every pass."""
+        new = next((x for x in conds if x["status"] == "True"), None)
+        old = next((x for x in e.status.get("conditions") or [] if x.get("type") == c.LIMIT_CONFLICT), {})
+        if new and (old.get("status"), old.get("message")) != ("True", new["message"]):
+            warn(object_ref(KIND, e.namespace, e.name, e.uid), c.LIMIT_CONFLICT, new["message"])
+
+    async def _project(self, e: DeploymentEntry, result: Result, sink: StatusSink) -> None:
+        """Status, events and metrics of one reconcile."""
+        outcome, ref = result.outcome, object_ref(KIND, e.namespace, e.name, e.uid)
+        fields = result.fields | ({"tagLimits": outcome.tag_limits} if outcome.tag_limits is not None else {})
+        update = status_update(e.status, outcome, e.generation, fields)
+        written = await sink.write(update) if update else False
+        self.rt.metrics.reconciles.labels(KIND, outcome.reason).inc()
+        if result.changes:
+            # A write for a generation already handled undoes an edit made in Prefect.
+            drift = e.settled and result.changes != ["created"]
+            self.rt.metrics.drift_reverts.labels(KIND).inc(drift)
+            info(ref, "DriftReverted" if drift else "Synced", "; ".join(result.changes))
+        if written and not outcome.ready and outcome.reason != e.ready_reason:
+            warn(ref, outcome.reason, outcome.message)
+            log.warning("%s %s: %s", e.key, outcome.reason, outcome.message)
+
+    async def release(self, e: DeploymentEntry, sink: StatusSink, *, retry: int = 0) -> Outcome | None:
+        """Carry out the deletion policy; an Outcome to report while Prefect cannot confirm."""
+        ref = object_ref(KIND, e.namespace, e.name, e.uid)
+        if not e.status.get("deploymentId") and e.ready_reason == c.INVALID_SPEC:
+            return None  # nothing was ever written to Prefect for it
+        try:
+            message = await _release_in_prefect(self.rt, e, self.owner(e))
+        except Exception as exc:  # noqa: BLE001 - outcome_for re-raises what is not a reconcile failure
+            failed = outcome_for(exc, retry)
+            outcome = Outcome(failed.reason, f"deletion waits for Prefect: {failed.message}", retry_after=failed.retry_after, keep=(c.LIMIT_CONFLICT,))
+            update = status_update(e.status, outcome, e.generation, {})
+            if update and await sink.write(update) and outcome.reason != e.ready_reason:
+                warn(ref, outcome.reason, outcome.message)
+            return outcome
+        info(ref, "Released", message)
+        return None
+
+    async def tell(self, e: DeploymentEntry, cond: dict[str, Any] | None, tag_limits: list[dict[str, Any]]) -> None:
+        """Another resource's tag-limit view changed: update its status where it differs."""
+        status = e.status
+        conds = [x for x in status.get("conditions") or [] if x.get("type") != c.LIMIT_CONFLICT]
+        old = next((x for x in status.get("conditions") or [] if x.get("type") == c.LIMIT_CONFLICT), None)
+        if cond is not None:
+            same = old is not None and (old.get("status"), old.get("message")) == (cond["status"], cond["message"])
+            conds.append(old if same and old else {**cond, "observedGeneration": e.generation, "lastTransitionTime": c.now()})
+        if (status.get("tagLimits") or []) == tag_limits and conds == list(status.get("conditions") or []):
+            return
+        sink = self.rt.guarded_sink(e)
+        try:
+            written = await sink.write({"tagLimits": tag_limits, "conditions": conds})
+        except Exception as exc:  # noqa: BLE001 - the sweep will try again
+            log.warning("could not update tag-limit status of %s: %s", e.key, exc)
+            return
+        if written and cond and cond["status"] == "True" and (old is None or old.get("message") != cond["message"]):
+            warn(object_ref(KIND, e.namespace, e.name, e.uid), c.LIMIT_CONFLICT, cond["message"])
+
+
+def _spec(e: DeploymentEntry) -> PrefectFlowDeploymentSpec:
+    if e.spec is None:
+        raise InvalidEntry(e.invalid or "spec does not parse")
+    return e.spec
+
+
+async def _release_in_prefect(rt: Runtime, e: DeploymentEntry, owner: Owner) -> str:
+    async with rt.locks.hold(e.uid):
+        rt.locks.release(e.uid)  # from here on nothing re-creates it, even if the delete must be retried
+        message = await prefect.release_deployment(
+            rt.api,
+            flow=str(e.raw.get("flowName", "")),
+            dep=str(e.raw.get("deploymentName") or e.name),
+            policy=str(e.raw.get("deletionPolicy", "Delete")),
+            owner=owner,
+        )
+    declares = bool(e.spec and e.spec.concurrency and e.spec.concurrency.tag_limits)
+    if declares or e.status.get("tagLimits"):
+        # The index marks this resource as deleting: limits it alone declared are released now.
+        await rt.tags.sync()
+    return message

@@ -1,0 +1,160 @@
+"""What the reconcilers share for the operator's lifetime, kept in kopf's memo.
+
+Named collaborators rather than loose fields: the resource locks and tombstones, the
+tag-limit coalescer, the status writer of the latest login, the two reconcilers, and
+the cluster view (kopf's indexes) they read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import conditions as c
+from ..api.flow_deployment import PLURAL as PFD_PLURAL
+from ..api.work_pool import PLURAL as PWP_PLURAL
+from ..config import OperatorConfig
+from ..desired.work_pool import namespace_allowed, namespace_refusal
+from ..kube import StatusWriter
+from ..metrics import Metrics
+from ..prefect.client import PrefectAPI
+from ..prefect.work_pools import fetch_kubernetes_default_template
+from .deployment import DeploymentReconciler
+from .entries import DeploymentEntry, Entry, PoolEntry
+from .locks import ResourceLocks
+from .sinks import GuardedSink
+from .tag_limits import TagLimitCoalescer
+from .work_pool import PoolReconciler
+
+# At most this many PrefectFlowDeployment syncs talk to Prefect at once. Writes queue in
+# the client anyway (SQLite); the gate keeps 1,000 resources applied at once from holding
+# 1,000 pool documents and responses in memory while they wait.
+SYNC_PARALLEL = 16
+NAMESPACE_LABELS_TTL = 30.0  # seconds a namespace's labels are trusted for pool access
+
+
+@dataclass
+class Runtime:
+    config: OperatorConfig
+    api: PrefectAPI
+    metrics: Metrics
+    locks: ResourceLocks = field(default_factory=ResourceLocks)
+    sync_gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(SYNC_PARALLEL))
+    sweeper: asyncio.Task[None] | None = None
+    sweep_wanted: asyncio.Event | None = None
+    connection: Any = None  # kopf.ConnectionInfo of the latest login
+    _writer: StatusWriter | None = None
+    _template: dict[str, Any] | None = None
+    _pfd_index: Any = None
+    _pwp_index: Any = None
+    _ns_labels: dict[str, tuple[float, dict[str, str]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.deployments = DeploymentReconciler(self)
+        self.pools = PoolReconciler(self)
+        self.tags = TagLimitCoalescer(self.api, self.config.cluster_name, self.deployment_entries, self.deployments.tell)
+
+    # -- the cluster view ----------------------------------------------------------------
+
+    def bind(self, pfd_index: Any, pwp_index: Any) -> None:
+        """kopf hands its indexes to handlers only; the sweep and the coalescer read the same."""
+        self._pfd_index, self._pwp_index = pfd_index, pwp_index
+
+    def deployment_entries(self) -> Iterator[DeploymentEntry]:
+        yield from _entries(self._pfd_index)
+
+    def pool_entries(self) -> Iterator[PoolEntry]:
+        yield from _entries(self._pwp_index)
+
+    def is_current(self, e: Entry[Any]) -> bool:
+        """Still the resource's latest generation and not being deleted: a view taken
+        before (a sweep pass) may act on it."""
+        index = self._pfd_index if e.namespace else self._pwp_index
+        key = (e.namespace, e.name) if e.namespace else e.name
+        store = index.get(key, []) if index is not None else []
+        return any(x.uid == e.uid and x.generation == e.generation and not x.deleting for x in list(store))
+
+    def pool_users(self, pool_name: str) -> list[str]:
+        """Live PrefectFlowDeployments whose spec.pool.name is `pool_name`."""
+        return sorted(e.key for e in self.deployment_entries() if not e.deleting and _pool_of(e) == pool_name)
+
+    async def pool_ready(self, pool_name: str) -> None:
+        """A pool exists now: resources that waited for it resolve at once, not at their retry."""
+        for e in list(self.deployment_entries()):
+            if e.settled and e.ready_reason == c.POOL_NOT_FOUND and _pool_of(e) == pool_name:
+                await self.deployments.reconcile(e, self.guarded_sink(e), stale_ok=False)
+
+    async def pool_access(self, pool_name: str, namespace: str) -> str | None:
+        """Why the PrefectWorkPool managing `pool_name` refuses `namespace`; None: allowed."""
+        for pool in self.pool_entries():
+            spec = pool.spec
+            if spec is None or pool.deleting or spec.prefect_pool_name(pool.name) != pool_name:
+                continue
+            allowed = spec.allowed_namespaces
+            if allowed is None:
+                return None
+            labels = await self._namespace_labels(namespace) if allowed.selector is not None else {}
+            if namespace_allowed(allowed, namespace, labels):
+                return None
+            return namespace_refusal(pool.name, namespace, allowed, pool_name)
+        return None  # a pool no PrefectWorkPool manages: the platform team has not restricted it
+
+    async def _namespace_labels(self, namespace: str) -> dict[str, str]:
+        cached = self._ns_labels.get(namespace)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        labels = await self.writer().namespace_labels(namespace)
+        self._ns_labels[namespace] = (time.monotonic() + NAMESPACE_LABELS_TTL, labels)
+        return labels
+
+    # -- Prefect and Kubernetes clients --------------------------------------------------
+
+    async def kubernetes_template(self) -> dict[str, Any]:
+        """The server's Kubernetes worker template: it changes only with the server version."""
+        if self._template is None:
+            self._template = await fetch_kubernetes_default_template(self.api)
+        return self._template
+
+    async def use_connection(self, info: Any) -> None:
+        """New credentials from kopf's login: the next status write builds a new writer."""
+        self.connection = info
+        if self._writer is not None:
+            old, self._writer = self._writer, None
+            await old.close()
+
+    def writer(self) -> StatusWriter:
+        """The writer for status patches outside handlers, for the latest login."""
+        if self._writer is None:
+            if self.connection is None:
+                raise RuntimeError("not logged in to Kubernetes yet")
+            self._writer = StatusWriter(self.connection)
+        return self._writer
+
+    def guarded_sink(self, e: Entry[Any]) -> GuardedSink:
+        plural = PFD_PLURAL if e.namespace else PWP_PLURAL
+        return GuardedSink(self.writer, plural, e.namespace, e.name, e.resource_version)
+
+    async def close(self) -> None:
+        if self.sweeper:
+            self.sweeper.cancel()
+            await asyncio.gather(self.sweeper, return_exceptions=True)
+        await self.api.aclose()
+        if self._writer:
+            await self._writer.close()
+
+
+def _entries(index: Any) -> Iterator[Any]:
+    # A snapshot: the index changes while callers await.
+    for _, store in list(index.items()) if index is not None else []:
+        yield from list(store)
+
+
+def _pool_of(e: DeploymentEntry) -> str | None:
+    return e.spec.pool.name if e.spec else None
+
+
+def runtime(memo: Any) -> Runtime:
+    return memo.runtime  # type: ignore[no-any-return]

@@ -1,0 +1,121 @@
+"""The PrefectWorkPool reconciler: observe → plan → apply, then status and events.
+
+Handler and sweep share it; the sweep passes the pool and queues it read in bulk, and a
+pool whose bulk observation shows no drift costs no further request.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .. import conditions as c
+from ..api.common import DeletionPolicy
+from ..api.work_pool import KIND, PrefectWorkPoolSpec
+from ..conditions import Outcome
+from ..errors import InUse, ReconcileError, outcome_for
+from ..prefect.work_pools import PoolSyncResult, delete_work_pool, pool_drift, sync_work_pool
+from .entries import PoolEntry
+from .events import info, object_ref, warn
+from .sinks import StatusSink
+from .status import status_update
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+log = logging.getLogger(__name__)
+MAX_NAMED_USERS = 10
+
+
+@dataclass(frozen=True)
+class PoolBulk:
+    pool: dict[str, Any] | None
+    queues: list[dict[str, Any]]
+
+
+class InvalidPool(ReconcileError):
+    reason = c.INVALID_SPEC
+    stalled = True
+
+
+def pool_fields(result: PoolSyncResult, pool_name: str) -> dict[str, Any]:
+    return {
+        "poolId": result.pool_id,
+        "poolName": pool_name,
+        "queues": [{"name": q, "id": i} for q, i in sorted(result.queue_ids.items())],
+    }
+
+
+class PoolReconciler:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    async def reconcile(self, e: PoolEntry, sink: StatusSink, *, retry: int = 0, bulk: PoolBulk | None = None) -> Outcome | None:
+        async with self.rt.locks.hold(e.uid):
+            if self.rt.locks.released(e.uid) or (bulk is not None and not self.rt.is_current(e)):
+                return None  # deleted or changed since the sweep's view: its handler owns it now
+            try:
+                result = await self._sync(e, bulk)
+            except Exception as exc:  # noqa: BLE001 - outcome_for re-raises what is not a reconcile failure
+                result = PoolSyncResult(outcome_for(exc, retry))
+        if result is None:
+            return None  # the bulk observation shows nothing to do
+        pool_name = str(e.raw.get("poolName") or e.name)
+        await self._project(e, result, pool_fields(result, pool_name) if result.pool_id else {}, sink)
+        if result.outcome.ready:
+            await self.rt.pool_ready(pool_name)
+        return result.outcome
+
+    async def _sync(self, e: PoolEntry, bulk: PoolBulk | None) -> PoolSyncResult | None:
+        spec = _spec(e)
+        pool_name = spec.prefect_pool_name(e.name)
+        template = await self.rt.kubernetes_template()
+        if bulk is not None and not pool_drift(spec, pool_name, bulk.pool, bulk.queues, template):
+            return None
+        return await sync_work_pool(self.rt.api, spec, pool_name, default_template=template)
+
+    async def _project(self, e: PoolEntry, result: PoolSyncResult, fields: dict[str, Any], sink: StatusSink) -> None:
+        outcome, ref = result.outcome, object_ref(KIND, None, e.name, e.uid)
+        update = status_update(e.status, outcome, e.generation, fields)
+        written = await sink.write(update) if update else False
+        self.rt.metrics.reconciles.labels(KIND, outcome.reason).inc()
+        if result.changes:
+            drift = e.settled
+            self.rt.metrics.drift_reverts.labels(KIND).inc(drift)
+            info(ref, "DriftReverted" if drift else "Synced", "; ".join(result.changes))
+        if written and not outcome.ready and outcome.reason != e.ready_reason:
+            warn(ref, outcome.reason, outcome.message)
+            log.warning("%s %s: %s", e.key, outcome.reason, outcome.message)
+
+    async def release(self, e: PoolEntry, sink: StatusSink, *, retry: int = 0) -> Outcome | None:
+        """Delete (or orphan) the pool; an Outcome to report while it must wait."""
+        pool_name = str(e.raw.get("poolName") or e.name)
+        ref = object_ref(KIND, None, e.name, e.uid)
+        if e.raw.get("deletionPolicy", DeletionPolicy.DELETE) == DeletionPolicy.ORPHAN:
+            info(ref, "Released", f"work pool {pool_name} orphaned (deletionPolicy: Orphan)")
+            return None
+        try:
+            users = self.rt.pool_users(pool_name)
+            if users:
+                shown = ", ".join(users[:MAX_NAMED_USERS]) + (f" and {len(users) - MAX_NAMED_USERS} more" if len(users) > MAX_NAMED_USERS else "")
+                raise InUse(f"work pool {pool_name} is still used by {shown}; delete or move those PrefectFlowDeployments first")
+            async with self.rt.locks.hold(e.uid):
+                self.rt.locks.release(e.uid)
+                await delete_work_pool(self.rt.api, pool_name)
+        except Exception as exc:  # noqa: BLE001 - outcome_for re-raises what is not a reconcile failure
+            outcome = outcome_for(exc, retry)
+            if not isinstance(exc, InUse):
+                outcome = Outcome(outcome.reason, f"deletion waits for Prefect: {outcome.message}", retry_after=outcome.retry_after)
+            update = status_update(e.status, outcome, e.generation, {})
+            if update and await sink.write(update) and outcome.reason != e.ready_reason:
+                warn(ref, outcome.reason, outcome.message)
+            return outcome
+        info(ref, "Released", f"work pool {pool_name} deleted")
+        return None
+
+
+def _spec(e: PoolEntry) -> PrefectWorkPoolSpec:
+    if e.spec is None:
+        raise InvalidPool(e.invalid or "spec does not parse")
+    return e.spec
