@@ -105,7 +105,8 @@ def schedule_body(s: Schedule) -> dict[str, Any]:
         if s.anchor_date:
             sched["anchor_date"] = s.anchor_date
     else:
-        sched = {"rrule": s.rrule, "timezone": s.timezone}
+        # Prefect (3.9) stores a rule without a time zone but its scheduler then fails on it.
+        sched = {"rrule": s.rrule, "timezone": s.timezone or "UTC"}
     return {
         "slug": s.slug,
         "schedule": sched,
