@@ -103,7 +103,11 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     (
         "prefect-unavailable",
-        {"status": st(cond("Ready", "False", "PrefectUnavailable", "connection refused"), cond("Stalled", "False", "PrefectUnavailable"))},
+        {
+            "status": st(
+                cond("Ready", "False", "PrefectUnavailable", "connection refused"), cond("Stalled", "False", "PrefectUnavailable")
+            )
+        },
         "Progressing",
         "PrefectUnavailable",
     ),
@@ -119,7 +123,13 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("stale-ready-condition", {"status": st(cond("Ready", "True", "Synced", generation=1))}, "Progressing", "generation 1"),
     (
         "limit-conflict-still-healthy",
-        {"status": st(cond("Ready", "True", "Synced"), cond("Stalled", "False", "Synced"), cond("LimitConflict", "True", "LimitConflict"))},
+        {
+            "status": st(
+                cond("Ready", "True", "Synced"),
+                cond("Stalled", "False", "Synced"),
+                cond("LimitConflict", "True", "LimitConflict"),
+            )
+        },
         "Healthy",
         "Synced",
     ),

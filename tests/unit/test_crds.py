@@ -39,13 +39,18 @@ def test_schema_is_structural(schema: dict[str, Any]) -> None:
     for path, node in walk(schema, ""):
         assert not {"anyOf", "oneOf", "allOf", "$ref", "title"} & set(node), path
         assert "type" in node or node.get("x-kubernetes-int-or-string"), f"{path} has no type"
-        if path != ".metadata" and node.get("type") == "object" and "properties" not in node and "additionalProperties" not in node:
+        if (
+            path != ".metadata"
+            and node.get("type") == "object"
+            and "properties" not in node
+            and "additionalProperties" not in node
+        ):
             assert node.get("x-kubernetes-preserve-unknown-fields"), f"{path}: an empty object would be pruned"
 
 
 def test_every_spec_and_status_field_is_described(schema: dict[str, Any]) -> None:
     for part in ("spec", "status"):
         for path, node in walk(schema["properties"][part], part):
-            if path.endswith("[]") or path.endswith("{}"):
+            if path.endswith(("[]", "{}")):
                 continue  # list items and map values are described by their field
             assert node.get("description"), f"{path} has no description (kubectl explain shows it)"

@@ -48,7 +48,11 @@ FULL: dict[str, Any] = full_spec(flow_name="etl", pool="k8s")
 
 DEP_ID = "ae99a949-c3d7-47fb-8ad5-54a076a3f1aa"
 FLOW_ID = "3c73a7a3-cacf-4021-bcd0-e7c84812f21f"
-SID = {"daily": "ca18105c-0e04-465f-879a-d2cdb924620e", "every-90s": "61ad14c1-80b3-485f-8909-bbdb37c87cc5", "mondays": "6d5f5c73-013e-4761-8e6f-27c6dca06c1f"}
+SID = {
+    "daily": "ca18105c-0e04-465f-879a-d2cdb924620e",
+    "every-90s": "61ad14c1-80b3-485f-8909-bbdb37c87cc5",
+    "mondays": "6d5f5c73-013e-4761-8e6f-27c6dca06c1f",
+}
 
 
 def _sched(slug: str, schedule: dict[str, Any]) -> dict[str, Any]:
@@ -337,7 +341,10 @@ def test_env_from_needs_an_env_from_template() -> None:
 
 
 def test_resources_as_one_variable() -> None:
-    res = {"requests": {"cpu": "250m", "memory": "256Mi", "ephemeral-storage": "1Gi"}, "limits": {"memory": "1Gi", "nvidia.com/gpu": 1}}
+    res = {
+        "requests": {"cpu": "250m", "memory": "256Mi", "ephemeral-storage": "1Gi"},
+        "limits": {"memory": "1Gi", "nvidia.com/gpu": 1},
+    }
     assert jv(resources=res)["resources"] == res
     # The whole-object variable wins over the cpu_*/memory_* ones when both are there.
     both = jv(FULL_TEMPLATE | STOCK_TEMPLATE, resources=res)
@@ -386,7 +393,14 @@ def test_template_error_surfaces_from_desired_deployment() -> None:
 
 
 def test_job_variables_merged_last() -> None:
-    out = jv(jobVariables={"image": "ghcr.io/acme/etl:debug", "finished_job_ttl": 300, "env": {"ONLY": "this"}, "labels": {"team": "a"}})
+    out = jv(
+        jobVariables={
+            "image": "ghcr.io/acme/etl:debug",
+            "finished_job_ttl": 300,
+            "env": {"ONLY": "this"},
+            "labels": {"team": "a"},
+        }
+    )
     assert out["image"] == "ghcr.io/acme/etl:debug"
     assert out["finished_job_ttl"] == 300
     assert out["labels"] == {"team": "a"}
@@ -446,7 +460,15 @@ def test_schedule_bodies_of_each_kind() -> None:
     d = desired_of(
         spec_of(
             schedules=[
-                {"slug": "cron", "cron": "0 6 * * 1-5", "timezone": "Europe/Berlin", "dayOr": False, "active": False, "maxScheduledRuns": 5, "parameters": {"day": "today"}},
+                {
+                    "slug": "cron",
+                    "cron": "0 6 * * 1-5",
+                    "timezone": "Europe/Berlin",
+                    "dayOr": False,
+                    "active": False,
+                    "maxScheduledRuns": 5,
+                    "parameters": {"day": "today"},
+                },
                 {"slug": "cron-default", "cron": "0 6 * * *"},
                 {"slug": "interval", "interval": "1h30m", "anchorDate": "2026-01-01T00:00:00Z", "timezone": "America/New_York"},
                 {"slug": "interval-default", "interval": "90s"},
@@ -455,12 +477,42 @@ def test_schedule_bodies_of_each_kind() -> None:
         )
     )
     assert d.schedules == [
-        {"slug": "cron", "schedule": {"cron": "0 6 * * 1-5", "timezone": "Europe/Berlin", "day_or": False}, "active": False, "max_scheduled_runs": 5, "parameters": {"day": "today"}},
-        {"slug": "cron-default", "schedule": {"cron": "0 6 * * *", "timezone": None, "day_or": True}, "active": True, "max_scheduled_runs": None, "parameters": {}},
-        {"slug": "interval", "schedule": {"interval": 5400.0, "timezone": "America/New_York", "anchor_date": "2026-01-01T00:00:00Z"}, "active": True, "max_scheduled_runs": None, "parameters": {}},
+        {
+            "slug": "cron",
+            "schedule": {"cron": "0 6 * * 1-5", "timezone": "Europe/Berlin", "day_or": False},
+            "active": False,
+            "max_scheduled_runs": 5,
+            "parameters": {"day": "today"},
+        },
+        {
+            "slug": "cron-default",
+            "schedule": {"cron": "0 6 * * *", "timezone": None, "day_or": True},
+            "active": True,
+            "max_scheduled_runs": None,
+            "parameters": {},
+        },
+        {
+            "slug": "interval",
+            "schedule": {"interval": 5400.0, "timezone": "America/New_York", "anchor_date": "2026-01-01T00:00:00Z"},
+            "active": True,
+            "max_scheduled_runs": None,
+            "parameters": {},
+        },
         # No anchor declared: none is sent, the server picks one.
-        {"slug": "interval-default", "schedule": {"interval": 90.0, "timezone": "UTC"}, "active": True, "max_scheduled_runs": None, "parameters": {}},
-        {"slug": "rrule", "schedule": {"rrule": "FREQ=DAILY;BYHOUR=6", "timezone": None}, "active": True, "max_scheduled_runs": None, "parameters": {}},
+        {
+            "slug": "interval-default",
+            "schedule": {"interval": 90.0, "timezone": "UTC"},
+            "active": True,
+            "max_scheduled_runs": None,
+            "parameters": {},
+        },
+        {
+            "slug": "rrule",
+            "schedule": {"rrule": "FREQ=DAILY;BYHOUR=6", "timezone": None},
+            "active": True,
+            "max_scheduled_runs": None,
+            "parameters": {},
+        },
     ]
 
 
@@ -504,12 +556,26 @@ PATCH_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("imagePullPolicy removed", {"imagePullPolicy": None}, _jv_without("image_pull_policy")),
     ("serviceAccountName", {"serviceAccountName": "other"}, _jv_patch(service_account_name="other")),
     ("serviceAccountName removed", {"serviceAccountName": None}, _jv_without("service_account_name")),
-    ("env value", {"env": [{"name": "LOG_LEVEL", "value": "DEBUG"}, {"name": "MODE", "value": "batch"}]}, _jv_patch(env={"LOG_LEVEL": "DEBUG", "MODE": "batch"})),
+    (
+        "env value",
+        {"env": [{"name": "LOG_LEVEL", "value": "DEBUG"}, {"name": "MODE", "value": "batch"}]},
+        _jv_patch(env={"LOG_LEVEL": "DEBUG", "MODE": "batch"}),
+    ),
     ("env removed", {"env": None}, _jv_without("env")),
     (
         "env valueFrom",
-        {"env": [{"name": "LOG_LEVEL", "value": "INFO"}, {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "t", "key": "k"}}}]},
-        _jv_patch(env=[{"name": "LOG_LEVEL", "value": "INFO"}, {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "t", "key": "k"}}}]),
+        {
+            "env": [
+                {"name": "LOG_LEVEL", "value": "INFO"},
+                {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "t", "key": "k"}}},
+            ]
+        },
+        _jv_patch(
+            env=[
+                {"name": "LOG_LEVEL", "value": "INFO"},
+                {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "t", "key": "k"}}},
+            ]
+        ),
     ),
     ("envFrom", {"envFrom": [{"configMapRef": {"name": "other"}}]}, _jv_patch(env_from=[{"configMapRef": {"name": "other"}}])),
     ("envFrom removed", {"envFrom": None}, _jv_without("env_from")),
@@ -551,7 +617,11 @@ PATCH_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ),
     # An explicit null deletes the deployment's limit; the options go with it.
     ("concurrency removed", {"concurrency": None}, {"concurrency_limit": None, "concurrency_options": None}),
-    ("limit removed", {"concurrency": {"collisionStrategy": "CancelNew"}}, {"concurrency_limit": None, "concurrency_options": None}),
+    (
+        "limit removed",
+        {"concurrency": {"collisionStrategy": "CancelNew"}},
+        {"concurrency_limit": None, "concurrency_options": None},
+    ),
 ]
 
 
@@ -629,7 +699,7 @@ def test_new_limit_with_default_options_sends_only_the_limit() -> None:
 # -- schedules matched by slug ------------------------------------------------------------
 
 
-def _plan(spec: PrefectFlowDeploymentSpec, have: list[dict[str, Any]] | None = None):  # noqa: ANN202
+def _plan(spec: PrefectFlowDeploymentSpec, have: list[dict[str, Any]] | None = None):
     return schedule_plan(desired_of(spec).schedules, copy.deepcopy(ACTUAL["schedules"] if have is None else have))
 
 
@@ -655,7 +725,11 @@ def test_all_schedules_removed() -> None:
 
 
 def test_slugless_actual_schedules_are_removed() -> None:
-    slugless = {**_sched("daily", {"cron": "0 6 * * *", "timezone": None, "day_or": True}), "id": "11111111-2222-3333-4444-555555555555", "slug": None}
+    slugless = {
+        **_sched("daily", {"cron": "0 6 * * *", "timezone": None, "day_or": True}),
+        "id": "11111111-2222-3333-4444-555555555555",
+        "slug": None,
+    }
     no_key = {k: v for k, v in slugless.items() if k != "slug"} | {"id": "66666666-2222-3333-4444-555555555555"}
     plan = _plan(spec_of(), [*copy.deepcopy(ACTUAL["schedules"]), slugless, no_key])
     assert sorted(plan.delete) == sorted([slugless["id"], no_key["id"]])
@@ -756,11 +830,20 @@ def test_server_injected_rrule_dtstart_is_ignored_unless_declared() -> None:
     # Prefect 3.9 prepends DTSTART to a bare rule: the legacy 2020 anchor, or for
     # MINUTELY/SECONDLY rules a recent phase-equivalent one.
     spec = spec_of(schedules=[{"slug": "q", "rrule": "FREQ=MINUTELY;INTERVAL=15", "timezone": "Europe/Berlin"}])
-    for stored in ("FREQ=MINUTELY;INTERVAL=15", "DTSTART:20261126T074500\nFREQ=MINUTELY;INTERVAL=15", "DTSTART:20200101T000000\nFREQ=MINUTELY;INTERVAL=15"):
+    for stored in (
+        "FREQ=MINUTELY;INTERVAL=15",
+        "DTSTART:20261126T074500\nFREQ=MINUTELY;INTERVAL=15",
+        "DTSTART:20200101T000000\nFREQ=MINUTELY;INTERVAL=15",
+    ):
         have = [{**_sched("mondays", {"rrule": stored, "timezone": "Europe/Berlin"}), "slug": "q"}]
         assert not _plan(spec, have), stored
     # The rule itself still counts.
-    have = [{**_sched("mondays", {"rrule": "DTSTART:20261126T074500\nFREQ=MINUTELY;INTERVAL=30", "timezone": "Europe/Berlin"}), "slug": "q"}]
+    have = [
+        {
+            **_sched("mondays", {"rrule": "DTSTART:20261126T074500\nFREQ=MINUTELY;INTERVAL=30", "timezone": "Europe/Berlin"}),
+            "slug": "q",
+        }
+    ]
     assert len(_plan(spec, have).update) == 1
     # A declared DTSTART is enforced.
     declared = spec_of(schedules=[{"slug": "q", "rrule": "DTSTART:20260101T000000\nFREQ=MINUTELY;INTERVAL=15"}])
@@ -834,12 +917,27 @@ def test_valid_spec_passes() -> None:
 
 
 SPEC_ERRORS: list[tuple[str, dict[str, Any], str, str]] = [
-    ("bad timezone", {"schedules": [{"slug": "a", "cron": "0 6 * * *"}, {"slug": "b", "cron": "0 6 * * *", "timezone": "Mars/Olympus"}]}, "schedules[1].timezone", "Mars/Olympus"),
-    ("timezone path", {"schedules": [{"slug": "a", "interval": "1h", "timezone": "../../etc/passwd"}]}, "schedules[0].timezone", "time zone"),
+    (
+        "bad timezone",
+        {"schedules": [{"slug": "a", "cron": "0 6 * * *"}, {"slug": "b", "cron": "0 6 * * *", "timezone": "Mars/Olympus"}]},
+        "schedules[1].timezone",
+        "Mars/Olympus",
+    ),
+    (
+        "timezone path",
+        {"schedules": [{"slug": "a", "interval": "1h", "timezone": "../../etc/passwd"}]},
+        "schedules[0].timezone",
+        "time zone",
+    ),
     ("cron with four fields", {"schedules": [{"slug": "a", "cron": "0 6 * *  "}]}, "schedules[0].cron", "cron"),
     ("cron in words", {"schedules": [{"slug": "a", "cron": "every day at six am"}]}, "schedules[0].cron", "cron"),
     ("rrule without FREQ", {"schedules": [{"slug": "a", "rrule": "BYDAY=MO;BYHOUR=7"}]}, "schedules[0].rrule", "FREQ"),
-    ("bad anchorDate", {"schedules": [{"slug": "a", "interval": "1h", "anchorDate": "next monday"}]}, "schedules[0].anchorDate", "RFC 3339"),
+    (
+        "bad anchorDate",
+        {"schedules": [{"slug": "a", "interval": "1h", "anchorDate": "next monday"}]},
+        "schedules[0].anchorDate",
+        "RFC 3339",
+    ),
     ("zero interval", {"schedules": [{"slug": "a", "interval": "0s"}]}, "schedules[0].interval", "longer than zero"),
     ("jobVariables.namespace", {"jobVariables": {"namespace": "kube-system"}}, "jobVariables.namespace", "namespace"),
     ("parameterSchema not an object", {"parameterSchema": {"type": "array"}}, "parameterSchema", "object"),

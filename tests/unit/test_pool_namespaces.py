@@ -126,7 +126,13 @@ def real_worker() -> dict[str, Any]:
         # No server is needed to render a template without block or variable references.
         env.update(PREFECT_HOME=home, PREFECT_API_URL="http://127.0.0.1:9/api")
         proc = subprocess.run(
-            [str(python), "-c", RENDER], input=json.dumps(variants), capture_output=True, text=True, env=env, timeout=180, check=False
+            [str(python), "-c", RENDER],
+            input=json.dumps(variants),
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=180,
+            check=False,
         )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -199,7 +205,12 @@ def test_match_expressions_each_operator(requirement: dict[str, Any], labels: di
 
 
 def test_selector_terms_all_hold_and_empty_selector_matches_all() -> None:
-    a = allowed(selector={"matchLabels": {"team": "data"}, "matchExpressions": [expr("env", "In", "prod"), expr("legacy", "DoesNotExist")]})
+    a = allowed(
+        selector={
+            "matchLabels": {"team": "data"},
+            "matchExpressions": [expr("env", "In", "prod"), expr("legacy", "DoesNotExist")],
+        }
+    )
     assert namespace_allowed(a, "ns", TEAM_B)
     assert not namespace_allowed(a, "ns", {**TEAM_B, "legacy": "1"})
     assert namespace_allowed(allowed(selector={}), "ns", {})
@@ -222,17 +233,25 @@ def test_refusal_names_pool_namespace_and_fix() -> None:
         "spec.allowedNamespaces.selector"
     )
     names_only = namespace_refusal("k8s", "team-c", allowed(names=["team-a", "team-b"]), pool_name="k8s")
-    assert names_only.endswith("allows only namespaces named team-a, team-b; add team-c to spec.allowedNamespaces.names of PrefectWorkPool k8s")
+    assert names_only.endswith(
+        "allows only namespaces named team-a, team-b; add team-c to spec.allowedNamespaces.names of PrefectWorkPool k8s"
+    )
 
 
 def test_describe_selector_uses_kubectl_syntax() -> None:
-    a = allowed(selector={"matchExpressions": [expr("env", "In", "prod", "stage"), expr("team", "Exists"), expr("legacy", "DoesNotExist")]})
+    a = allowed(
+        selector={
+            "matchExpressions": [expr("env", "In", "prod", "stage"), expr("team", "Exists"), expr("legacy", "DoesNotExist")]
+        }
+    )
     assert a.selector is not None
     assert describe_selector(a.selector) == "env in (prod,stage),team,!legacy"
 
 
 def test_spec_round_trip() -> None:
-    spec = PrefectWorkPoolSpec.model_validate({"allowedNamespaces": {"names": ["team-a"], "selector": {"matchLabels": {"team": "data"}}}})
+    spec = PrefectWorkPoolSpec.model_validate(
+        {"allowedNamespaces": {"names": ["team-a"], "selector": {"matchLabels": {"team": "data"}}}}
+    )
     assert spec.allowed_namespaces is not None and spec.allowed_namespaces.names == ["team-a"]
     assert spec.wire()["allowedNamespaces"] == {"names": ["team-a"], "selector": {"matchLabels": {"team": "data"}}}
     assert PrefectWorkPoolSpec.model_validate({}).allowed_namespaces is None

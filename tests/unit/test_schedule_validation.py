@@ -235,7 +235,14 @@ def test_anchor_prefect_accepts(anchor: str) -> None:
 
 @pytest.mark.parametrize(
     "anchor",
-    ["2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-01-01T24:00:00Z", "tomorrow", "20260101T000000Z", "2026-01-01T00:00:00 Z"],
+    [
+        "2026-13-01T00:00:00Z",
+        "2026-02-30T00:00:00Z",
+        "2026-01-01T24:00:00Z",
+        "tomorrow",
+        "20260101T000000Z",
+        "2026-01-01T00:00:00 Z",
+    ],
 )
 def test_anchor_refused(anchor: str) -> None:
     found = problem(interval="1h", anchor_date=anchor)
@@ -434,7 +441,7 @@ def test_verdicts_match_the_prefect_server(prefect_says: dict[str, Any]) -> None
     assert len(verdicts) == len(CORPUS)
     wrong = [
         (case[:2] if len(case[1]) < 60 else (case[0], f"<{len(case[1])} chars>"), case[2], case[3], "prefect", prefect)
-        for case, prefect in zip(CORPUS, verdicts)
+        for case, prefect in zip(CORPUS, verdicts, strict=True)
         if case not in STRICTER and ours(case) != prefect
     ]
     assert not wrong, f"verdicts differ from Prefect {prefect_says['version']}: {wrong}"
@@ -443,8 +450,8 @@ def test_verdicts_match_the_prefect_server(prefect_says: dict[str, Any]) -> None
 
 
 def test_stricter_cases_are_still_accepted_by_prefect(prefect_says: dict[str, Any]) -> None:
-    verdicts = dict(zip(CORPUS, prefect_says["verdicts"]))
-    runs = dict(zip(CORPUS, prefect_says["runs"]))
+    verdicts = dict(zip(CORPUS, prefect_says["verdicts"], strict=True))
+    runs = dict(zip(CORPUS, prefect_says["runs"], strict=True))
     for case, why in STRICTER.items():
         assert verdicts[case] is True, f"Prefect now refuses {case} ({why}); move it to the plain corpus"
         assert not ours(case), f"the operator accepts {case}, which STRICTER says it refuses ({why})"

@@ -226,12 +226,12 @@ def test_full_ledger_leaves_only_new_tags_out() -> None:
         ledger[f"tag-{len(ledger):04}"] = {"created": False, "original": 1}
     kept = [t for t in ledger if t != "gone"]
     new = "n" * 200
-    wanted = plan({t: 2 for t in kept} | {new: 3}, {t: 1 for t in ledger}, ledger)
+    wanted = plan(dict.fromkeys(kept, 2) | {new: 3}, dict.fromkeys(ledger, 1), ledger)
     todo, left_out = _fit_ledger(wanted, ledger)
     assert left_out == [new]
     assert new not in todo.creates and not todo.ledger_add
     assert todo.deletes == ["gone"] and todo.ledger_remove == ["gone"]  # still let go
-    assert todo.updates == {t: 2 for t in kept}  # tags already recorded keep converging
+    assert todo.updates == dict.fromkeys(kept, 2)  # tags already recorded keep converging
 
 
 def test_small_ledger_fits() -> None:

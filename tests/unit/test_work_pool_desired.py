@@ -14,12 +14,12 @@ from prefect_flow_operator.api.work_pool import PrefectWorkPoolSpec, WorkQueue
 from prefect_flow_operator.conditions import INVALID_SPEC, PREFECT_ERROR
 from prefect_flow_operator.desired.work_pool import (
     BUILTIN_TEMPLATE_SUPPORTS,
-    absolute_targets,
-    declared_order,
     ENV_FROM,
     ENV_LIST,
     RESOURCE_VARIABLES,
     RESOURCES,
+    absolute_targets,
+    declared_order,
     default_base_job_template,
     desired_template,
     plan_queues,
@@ -136,7 +136,7 @@ def test_default_template_env_accepts_dict_and_list() -> None:
 def test_default_template_declares_every_placeholder_and_leaves_input_alone() -> None:
     before = copy.deepcopy(K8S_DEFAULT)
     t = default_base_job_template(K8S_DEFAULT)
-    assert K8S_DEFAULT == before
+    assert before == K8S_DEFAULT
     # The server's validate_base_job_template rule: every {{ var }} is declared.
     assert placeholders(t["job_configuration"]) <= set(t["variables"]["properties"])
     # Extending twice changes nothing (the pool template is compared on every sync).
@@ -286,7 +286,15 @@ def Q(name: str, priority: int | None = None, **kw: Any) -> WorkQueue:
 
 
 def prefect_queue(name: str, priority: int, **kw: Any) -> dict[str, Any]:
-    return {"id": f"id-{name}", "name": name, "priority": priority, "description": "", "is_paused": False, "concurrency_limit": None, **kw}
+    return {
+        "id": f"id-{name}",
+        "name": name,
+        "priority": priority,
+        "description": "",
+        "is_paused": False,
+        "concurrency_limit": None,
+        **kw,
+    }
 
 
 def apply(ops: list[Any], actual: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -368,10 +376,10 @@ def test_field_change_rides_on_the_priority_write() -> None:
 
 
 def test_declared_numbers_reached_when_the_default_queue_is_behind() -> None:
-    ops, after = converge([Q("a", 5), Q("b", 10)], [prefect_queue("default", 20)])
+    _, after = converge([Q("a", 5), Q("b", 10)], [prefect_queue("default", 20)])
     assert prios(after) == {"a": 5, "b": 10, "default": 20}
     # A collision pushes the default queue out of the way.
-    ops, after = converge([Q("a", 1), Q("b", 2)], [prefect_queue("a", 1), prefect_queue("default", 2)])
+    _, after = converge([Q("a", 1), Q("b", 2)], [prefect_queue("a", 1), prefect_queue("default", 2)])
     assert prios(after) == {"a": 1, "b": 2, "default": 3}
 
 
@@ -489,7 +497,13 @@ def test_pool_drift() -> None:
     assert pool_drift(s, "pool", pool, queues, K8S_DEFAULT) == []
     assert pool_drift(s, "pool", None, [], K8S_DEFAULT) == ["work pool pool is missing in Prefect"]
     assert "type" in pool_drift(s, "pool", {**pool, "type": "process"}, queues, K8S_DEFAULT)[0]
-    drift = pool_drift(s, "pool", {**pool, "concurrency_limit": None}, [prefect_queue("high", 1, is_paused=True), prefect_queue("default", 2)], K8S_DEFAULT)
+    drift = pool_drift(
+        s,
+        "pool",
+        {**pool, "concurrency_limit": None},
+        [prefect_queue("high", 1, is_paused=True), prefect_queue("default", 2)],
+        K8S_DEFAULT,
+    )
     assert drift == ["pool concurrency_limit None -> 2", "queue high: is_paused True -> False"]
     drift = pool_drift(s, "pool", pool, [prefect_queue("default", 1), prefect_queue("high", 2)], K8S_DEFAULT)
     assert drift == ["queue high: priority 2 -> 1"]
