@@ -508,7 +508,7 @@ def test_schedule_bodies_of_each_kind() -> None:
         },
         {
             "slug": "rrule",
-            "schedule": {"rrule": "FREQ=DAILY;BYHOUR=6", "timezone": "UTC"}  # Prefect cannot schedule a zoneless rule,
+            "schedule": {"rrule": "FREQ=DAILY;BYHOUR=6", "timezone": "UTC"},  # Prefect cannot schedule a zoneless rule
             "active": True,
             "max_scheduled_runs": None,
             "parameters": {},
