@@ -145,7 +145,9 @@ class _PKI:
 
         def write_key(name: str, key: Any) -> Path:
             path = directory / name
-            path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+            path.write_bytes(
+                key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+            )
             path.chmod(0o600)
             return path
 
@@ -239,7 +241,9 @@ class ControlPlane:
         keep_dir: bool | None = None,
         extra_apiserver_args: Sequence[str] = (),
     ) -> None:
-        self.startup_timeout = startup_timeout if startup_timeout is not None else float(os.environ.get("PFO_CONTROLPLANE_TIMEOUT", "90"))
+        self.startup_timeout = (
+            startup_timeout if startup_timeout is not None else float(os.environ.get("PFO_CONTROLPLANE_TIMEOUT", "90"))
+        )
         self.stop_timeout = stop_timeout
         self.keep_dir = keep_dir if keep_dir is not None else os.environ.get("PFO_KEEP_CONTROLPLANE", "") not in ("", "0")
         self.extra_apiserver_args = list(extra_apiserver_args)
@@ -345,7 +349,7 @@ class ControlPlane:
                 start_new_session=True,
                 # PDEATHSIG fires when the *thread* that forked exits: only tie to the main thread.
                 # (The child runs one ctypes call before exec; the usual preexec_fn-with-threads risk is small.)
-                preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None,  # noqa: PLW1509
+                preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None,
             )
 
     def _failure(self, what: str) -> ControlPlaneError:
@@ -394,9 +398,24 @@ class ControlPlane:
                 raise self._failure(f"etcd not healthy after {self.startup_timeout:.0f}s")
             time.sleep(0.2)
 
-    def _start_apiserver(self, deadline: float) -> None:
+    def restart_apiserver(self, down_seconds: float) -> None:
+        """Stop kube-apiserver, wait, and start it again on the same address (an outage)."""
+        proc = self.apiserver
+        assert proc is not None and self.dir is not None
+        proc.terminate()
+        try:
+            proc.wait(self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        time.sleep(down_seconds)
+        deadline = time.monotonic() + self.startup_timeout
+        self._start_apiserver(deadline, port=int(self.server.rsplit(":", 1)[1]))
+        self._wait_ready(deadline)
+
+    def _start_apiserver(self, deadline: float, port: int | None = None) -> None:
         assert self.dir is not None
-        port = free_port()
+        port = port or free_port()
         self.server = f"https://127.0.0.1:{port}"
         pki = self._pki
         self.apiserver = self._spawn("kube-apiserver", [
@@ -565,7 +584,9 @@ class ControlPlane:
         self.create_service_account(namespace, name)
         token = self.service_account_token(namespace, name, duration)
         user = f"system:serviceaccount:{namespace}:{name}"
-        return self._write_kubeconfig(self.dir / "kubeconfigs" / f"sa-{namespace}-{name}.kubeconfig", user, {"token": token}, namespace)
+        return self._write_kubeconfig(
+            self.dir / "kubeconfigs" / f"sa-{namespace}-{name}.kubeconfig", user, {"token": token}, namespace
+        )
 
 
 class _PortInUse(ControlPlaneError):

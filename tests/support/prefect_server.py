@@ -7,6 +7,7 @@ and bring the same server back.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -97,6 +98,14 @@ class PrefectServer:
             os.killpg(self.proc.pid, 9)
             self.proc.wait()
         self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL, as when its node dies; `start()` brings it back on the same port and database."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, 9)
+            self.proc.wait()
+            self.proc = None
 
     def close(self) -> None:
         self.stop()
