@@ -51,7 +51,13 @@ def kubectl(control_plane: Any) -> Callable[..., Any]:
 @pytest.fixture(scope="module")
 def crds(kubectl: Callable[..., Any]) -> None:
     kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    kubectl("wait", "--for=condition=Established", "crd/prefectflowdeployments.pfo.dev", "crd/prefectworkpools.pfo.dev", "--timeout=60s")
+    kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd/prefectflowdeployments.pfo.dev",
+        "crd/prefectworkpools.pfo.dev",
+        "--timeout=60s",
+    )
     kubectl("create", "namespace", NS, check=False)
 
 
@@ -99,7 +105,13 @@ def flow_deployment(name: str, pool_name: str, **spec: Any) -> dict[str, Any]:
         "apiVersion": "pfo.dev/v1alpha1",
         "kind": "PrefectFlowDeployment",
         "metadata": {"name": name, "namespace": NS},
-        "spec": {"flowName": "etl", "entrypoint": "flows/etl.py:etl", "image": "ghcr.io/acme/etl:1", "pool": {"name": pool_name}, **spec},
+        "spec": {
+            "flowName": "etl",
+            "entrypoint": "flows/etl.py:etl",
+            "image": "ghcr.io/acme/etl:1",
+            "pool": {"name": pool_name},
+            **spec,
+        },
     }
 
 
@@ -108,7 +120,9 @@ def prefect_deployment(papi: httpx.Client, flow: str, name: str) -> dict[str, An
     return None if r.status_code == 404 else r.raise_for_status().json()
 
 
-def test_pool_and_deployment_reconcile_and_follow_edits(operator: OperatorProcess, kubectl: Callable[..., Any], papi: httpx.Client) -> None:
+def test_pool_and_deployment_reconcile_and_follow_edits(
+    operator: OperatorProcess, kubectl: Callable[..., Any], papi: httpx.Client
+) -> None:
     apply(kubectl, pool("e2e-pool", concurrencyLimit=5, queues=[{"name": "batch", "priority": 1, "concurrencyLimit": 2}]))
     obj = wait_for(lambda: ready(kubectl, "pwp", "e2e-pool", None), what="pool Ready")
     assert obj["status"]["poolId"]
@@ -148,7 +162,16 @@ def test_pool_and_deployment_reconcile_and_follow_edits(operator: OperatorProces
     assert row[:5] == ["nightly", "etl", "e2e-pool", "2", "True"] and row[5] == "Synced"
 
     # One-line edits reach Prefect within seconds.
-    kubectl("patch", "pfd", "nightly", "-n", NS, "--type=merge", "-p", '{"spec":{"concurrency":{"limit":7,"tagLimits":[{"tag":"warehouse","limit":3}]}}}')
+    kubectl(
+        "patch",
+        "pfd",
+        "nightly",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        '{"spec":{"concurrency":{"limit":7,"tagLimits":[{"tag":"warehouse","limit":3}]}}}',
+    )
     kubectl("patch", "pwp", "e2e-pool", "--type=merge", "-p", '{"spec":{"concurrencyLimit":9}}')
     wait_for(lambda: prefect_deployment(papi, "etl", "nightly")["global_concurrency_limit"]["limit"] == 7, 10, "deployment limit")
     wait_for(lambda: papi.get("concurrency_limits/tag/warehouse").json()["concurrency_limit"] == 3, 10, "tag limit")
@@ -161,7 +184,9 @@ def test_pool_and_deployment_reconcile_and_follow_edits(operator: OperatorProces
     assert 'pfo_prefect_requests_total{method="PATCH",path="deployments/{id}",status="204"}' in metrics
 
 
-def test_drift_in_prefect_is_reverted_with_an_event(operator: OperatorProcess, kubectl: Callable[..., Any], papi: httpx.Client) -> None:
+def test_drift_in_prefect_is_reverted_with_an_event(
+    operator: OperatorProcess, kubectl: Callable[..., Any], papi: httpx.Client
+) -> None:
     apply(kubectl, pool("drift-pool"), flow_deployment("drifty", "drift-pool", description="declared"))
     wait_for(lambda: ready(kubectl, "pfd", "drifty"), what="Ready")
     dep = prefect_deployment(papi, "etl", "drifty")
@@ -176,8 +201,30 @@ def test_drift_in_prefect_is_reverted_with_an_event(operator: OperatorProcess, k
     assert events[0]["type"] == "Normal"
 
 
-def test_delete_removes_the_deployment_and_orphan_keeps_it(operator: OperatorProcess, kubectl: Callable[..., Any], papi: httpx.Client) -> None:
-    apply(kubectl, pool("del-pool"), flow_deployment("gone", "del-pool"), flow_deployment("kept", "del-pool", deletionPolicy="Orphan"))
+def test_tag_limit_drift_is_reverted_with_an_event(operator: OperatorProcess, kubectl: Callable[..., Any], papi: httpx.Client) -> None:
+    apply(kubectl, pool("tag-drift-pool"), flow_deployment("tagged", "tag-drift-pool", concurrency={"tagLimits": [{"tag": "drift-tag", "limit": 4}]}))
+    wait_for(lambda: ready(kubectl, "pfd", "tagged"), what="Ready")
+    assert papi.get("v2/concurrency_limits/tag:drift-tag").json()["limit"] == 4
+    papi.patch("v2/concurrency_limits/tag:drift-tag", json={"limit": 40}).raise_for_status()  # edited in the UI
+    wait_for(lambda: papi.get("v2/concurrency_limits/tag:drift-tag").json()["limit"] == 4, 20, "tag limit reverted")
+    events = wait_for(
+        lambda: [e for e in json.loads(kubectl("get", "events", "-n", NS, "-o", "json").stdout)["items"]
+                 if e["involvedObject"]["name"] == "tagged" and e["reason"] == "DriftReverted" and "drift-tag" in e["message"]],
+        10,
+        "DriftReverted event for the tag limit",
+    )
+    assert "4" in events[0]["message"]
+
+
+def test_delete_removes_the_deployment_and_orphan_keeps_it(
+    operator: OperatorProcess, kubectl: Callable[..., Any], papi: httpx.Client
+) -> None:
+    apply(
+        kubectl,
+        pool("del-pool"),
+        flow_deployment("gone", "del-pool"),
+        flow_deployment("kept", "del-pool", deletionPolicy="Orphan"),
+    )
     wait_for(lambda: ready(kubectl, "pfd", "gone") and ready(kubectl, "pfd", "kept"), what="both Ready")
     # The pool is in use: its deletion waits.
     kubectl("delete", "pwp", "del-pool", "--wait=false")
@@ -206,7 +253,11 @@ def test_conflict_between_two_resources(operator: OperatorProcess, kubectl: Call
 
 
 def test_invalid_spec_the_schema_cannot_see(operator: OperatorProcess, kubectl: Callable[..., Any], papi: httpx.Client) -> None:
-    apply(kubectl, pool("bad-pool"), flow_deployment("badtz", "bad-pool", schedules=[{"slug": "x", "cron": "0 1 * * *", "timezone": "Mars/Olympus"}]))
+    apply(
+        kubectl,
+        pool("bad-pool"),
+        flow_deployment("badtz", "bad-pool", schedules=[{"slug": "x", "cron": "0 1 * * *", "timezone": "Mars/Olympus"}]),
+    )
     cond = wait_for(lambda: condition(get(kubectl, "pfd", "badtz"), "Ready"), what="status")
     assert cond["reason"] == "InvalidSpec" and "schedules[0].timezone" in cond["message"]
     assert condition(get(kubectl, "pfd", "badtz"), "Stalled")["status"] == "True"

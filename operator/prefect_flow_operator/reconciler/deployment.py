@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import conditions as c
-from ..api.flow_deployment import KIND, PrefectFlowDeploymentSpec
+from ..api.flow_deployment import KIND, PrefectFlowDeploymentSpec, PrefectFlowDeploymentStatus
 from ..conditions import Outcome
 from ..desired.deployment import Owner
 from ..desired.deployment_plan import plan_deployment
@@ -22,7 +22,7 @@ from ..prefect.deployments import UNSET, Applied
 from .entries import DeploymentEntry
 from .events import info, object_ref, warn
 from .sinks import StatusSink
-from .status import status_update
+from .status import status_update, typed
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -131,7 +131,7 @@ class DeploymentReconciler:
         """Status, events and metrics of one reconcile."""
         outcome, ref = result.outcome, object_ref(KIND, e.namespace, e.name, e.uid)
         fields = result.fields | ({"tagLimits": outcome.tag_limits} if outcome.tag_limits is not None else {})
-        update = status_update(e.status, outcome, e.generation, fields)
+        update = typed(PrefectFlowDeploymentStatus, status_update(e.status, outcome, e.generation, fields))
         written = await sink.write(update) if update else False
         self.rt.metrics.reconciles.labels(KIND, outcome.reason).inc()
         if result.changes:
@@ -153,7 +153,7 @@ class DeploymentReconciler:
         except Exception as exc:  # noqa: BLE001 - outcome_for re-raises what is not a reconcile failure
             failed = outcome_for(exc, retry)
             outcome = Outcome(failed.reason, f"deletion waits for Prefect: {failed.message}", retry_after=failed.retry_after, keep=(c.LIMIT_CONFLICT,))
-            update = status_update(e.status, outcome, e.generation, {})
+            update = typed(PrefectFlowDeploymentStatus, status_update(e.status, outcome, e.generation, {}))
             if update and await sink.write(update) and outcome.reason != e.ready_reason:
                 warn(ref, outcome.reason, outcome.message)
             return outcome
@@ -172,7 +172,7 @@ class DeploymentReconciler:
             return
         sink = self.rt.guarded_sink(e)
         try:
-            written = await sink.write({"tagLimits": tag_limits, "conditions": conds})
+            written = await sink.write(typed(PrefectFlowDeploymentStatus, {"tagLimits": tag_limits, "conditions": conds}))
         except Exception as exc:  # noqa: BLE001 - the sweep will try again
             log.warning("could not update tag-limit status of %s: %s", e.key, exc)
             return

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from .. import conditions as c
 from ..api.common import DeletionPolicy
-from ..api.work_pool import KIND, PrefectWorkPoolSpec
+from ..api.work_pool import KIND, PrefectWorkPoolSpec, PrefectWorkPoolStatus
 from ..conditions import Outcome
 from ..errors import InUse, ReconcileError, outcome_for
 from ..prefect.work_pools import PoolSyncResult, delete_work_pool, pool_drift, sync_work_pool
 from .entries import PoolEntry
 from .events import info, object_ref, warn
 from .sinks import StatusSink
-from .status import status_update
+from .status import status_update, typed
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -77,7 +77,7 @@ class PoolReconciler:
 
     async def _project(self, e: PoolEntry, result: PoolSyncResult, fields: dict[str, Any], sink: StatusSink) -> None:
         outcome, ref = result.outcome, object_ref(KIND, None, e.name, e.uid)
-        update = status_update(e.status, outcome, e.generation, fields)
+        update = typed(PrefectWorkPoolStatus, status_update(e.status, outcome, e.generation, fields))
         written = await sink.write(update) if update else False
         self.rt.metrics.reconciles.labels(KIND, outcome.reason).inc()
         if result.changes:
@@ -107,7 +107,7 @@ class PoolReconciler:
             outcome = outcome_for(exc, retry)
             if not isinstance(exc, InUse):
                 outcome = Outcome(outcome.reason, f"deletion waits for Prefect: {outcome.message}", retry_after=outcome.retry_after)
-            update = status_update(e.status, outcome, e.generation, {})
+            update = typed(PrefectWorkPoolStatus, status_update(e.status, outcome, e.generation, {}))
             if update and await sink.write(update) and outcome.reason != e.ready_reason:
                 warn(ref, outcome.reason, outcome.message)
             return outcome
