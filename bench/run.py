@@ -180,7 +180,11 @@ def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
     d = {k: a[k] - b.get(k, 0) for k in a if a[k] - b.get(k, 0)}
     reads = sum(v for (m, p, _), v in d.items() if not is_write(m, p))
     writes = sum(v for (m, p, _), v in d.items() if is_write(m, p))
-    return {"reads": int(reads), "writes": int(writes), "by_request": {f"{m} {p} {s}": int(v) for (m, p, s), v in sorted(d.items())}}
+    return {
+        "reads": int(reads),
+        "writes": int(writes),
+        "by_request": {f"{m} {p} {s}": int(v) for (m, p, s), v in sorted(d.items())},
+    }
 
 
 def sweep_count(m: dict[str, float]) -> float:
@@ -222,7 +226,11 @@ class CountingProxy:
 
             def _any(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection", "accept-encoding")}
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("host", "content-length", "connection", "accept-encoding")
+                }
                 resp = client.request(self.command, self.path, content=body, headers=headers)
                 path = self.path.split("?")[0]
                 key = f"{self.command} {path}"
@@ -281,7 +289,9 @@ def prefect_count(papi: httpx.Client) -> int:
     return int(papi.post("deployments/count", json={}).json())
 
 
-def cold_converge(cp: ControlPlane, kapi: Any, papi: httpx.Client, ns: str, n: int, workdir: Path, timeout: float) -> dict[str, Any]:
+def cold_converge(
+    cp: ControlPlane, kapi: Any, papi: httpx.Client, ns: str, n: int, workdir: Path, timeout: float
+) -> dict[str, Any]:
     chunks = 4 if n >= 200 else 1
     files = []
     for c in range(chunks):
@@ -325,7 +335,7 @@ def steady_state(op: Operator, papi: httpx.Client, n: int, resync: float) -> dic
     before = wait_sweep(op, resync * 4 + 120)
     edited_after = sweep_count(before)
     t0 = time.monotonic()
-    for v, dep_id in ids.items():
+    for dep_id in ids.values():
         papi.patch(f"deployments/{dep_id}", json={"description": "edited in the UI"}).raise_for_status()
     pending = set(victims)
     after = None
@@ -473,7 +483,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     keys = list(dict.fromkeys(k for r in rows for k in r))
     lines = [f"{'metric':<22}" + "".join(f"{'N=' + str(r['n']):>14}" for r in rows)]
     for k in keys[1:]:
-        lines.append(f"{k:<22}" + "".join(f"{str(r.get(k, '-')):>14}" for r in rows))
+        lines.append(f"{k:<22}" + "".join(f"{r.get(k, '-')!s:>14}" for r in rows))
     return "\n".join(lines)
 
 

@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 eval "$(hack/bootstrap.sh)"
 export PFO_PREFECT_VENV="$PWD/.venv-prefect"
 .venv/bin/python -m prefect_flow_operator.crdgen --check
+# Guard rails before the tests: lint (pyproject [tool.ruff]) and strict typing of the package ([tool.mypy]).
+.venv/bin/ruff check operator tests bench
+.venv/bin/mypy
 set +e
 .venv/bin/python -m pytest -p no:cacheprovider "$@"
 rc=$?

@@ -38,16 +38,9 @@ def structural(node: Any, defs: dict[str, Any]) -> Any:
         target = defs[node.pop("$ref").rsplit("/", 1)[-1]]
         node = {**target, **node}
     if "anyOf" in node:
-        options = [o for o in node.pop("anyOf") if not _is_null(o)]
-        types = {o.get("type") for o in options}
-        if types == {"integer", "string"}:
-            node["x-kubernetes-int-or-string"] = True
-            node.update({k: v for o in options for k, v in o.items() if k not in {"type", "minimum", "maximum"}})
-        elif len(options) == 1:
-            node = {**options[0], **node}
+        node, unwrapped = _without_any_of(node)
+        if unwrapped:
             return structural(node, defs)
-        else:
-            raise ValueError(f"cannot express anyOf {options} structurally")
     if node.get("default", ...) is None:
         del node["default"]
     if node.get("x-kubernetes-preserve-unknown-fields") or node.get("additionalProperties") is True:
@@ -55,6 +48,24 @@ def structural(node: Any, defs: dict[str, Any]) -> Any:
         node.setdefault("type", "object")
         if "properties" not in node:
             node["x-kubernetes-preserve-unknown-fields"] = True
+    return _with_structural_children(node, defs)
+
+
+def _without_any_of(node: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """`node` with its anyOf resolved (null options dropped, int-or-string marked), and
+    whether it became its one remaining option (which must be rewritten in turn)."""
+    options = [o for o in node.pop("anyOf") if not _is_null(o)]
+    types = {o.get("type") for o in options}
+    if types == {"integer", "string"}:
+        node["x-kubernetes-int-or-string"] = True
+        node.update({k: v for o in options for k, v in o.items() if k not in {"type", "minimum", "maximum"}})
+        return node, False
+    if len(options) == 1:
+        return {**options[0], **node}, True
+    raise ValueError(f"cannot express anyOf {options} structurally")
+
+
+def _with_structural_children(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     # description first: the generated YAML is read by people too.
     for key, value in sorted(node.items(), key=lambda kv: kv[0] not in {"description", "type"}):
@@ -71,7 +82,8 @@ def structural(node: Any, defs: dict[str, Any]) -> Any:
 
 def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
     raw = model.model_json_schema(by_alias=True, mode="validation")
-    return structural(raw, raw.get("$defs", {}))
+    schema: dict[str, Any] = structural(raw, raw.get("$defs", {}))
+    return schema
 
 
 def crd(model: type[BaseModel], module: Any, *, scope: str, short_name: str) -> dict[str, Any]:

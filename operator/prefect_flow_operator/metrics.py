@@ -23,7 +23,11 @@ class Metrics:
             "pfo_reconcile_total", "Reconciles by kind and outcome reason.", ["kind", "outcome"], registry=r
         )
         self.reconcile_seconds = Histogram(
-            "pfo_reconcile_duration_seconds", "Time of one reconcile, Prefect calls included.", ["kind"], buckets=BUCKETS, registry=r
+            "pfo_reconcile_duration_seconds",
+            "Time of one reconcile, Prefect calls included.",
+            ["kind"],
+            buckets=BUCKETS,
+            registry=r,
         )
         self.prefect_requests = Counter(
             "pfo_prefect_requests_total",
@@ -32,7 +36,11 @@ class Metrics:
             registry=r,
         )
         self.prefect_seconds = Histogram(
-            "pfo_prefect_request_duration_seconds", "Latency of Prefect requests.", ["method", "path"], buckets=BUCKETS, registry=r
+            "pfo_prefect_request_duration_seconds",
+            "Latency of Prefect requests.",
+            ["method", "path"],
+            buckets=BUCKETS,
+            registry=r,
         )
         self.drift_reverts = Counter("pfo_drift_reverts_total", "Out-of-band edits reverted by the sweep.", ["kind"], registry=r)
         self.sweep_seconds = Histogram("pfo_sweep_duration_seconds", "Time of one drift sweep.", buckets=BUCKETS, registry=r)

@@ -43,7 +43,9 @@ def values_file(values: dict[str, Any]) -> str:
 def template(
     values: dict[str, Any] | None = None, *extra: str, release: str = RELEASE, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    return helm("template", release, str(CHART), "--namespace", RELEASE_NAMESPACE, "-f", values_file(values or {}), *extra, check=check)
+    return helm(
+        "template", release, str(CHART), "--namespace", RELEASE_NAMESPACE, "-f", values_file(values or {}), *extra, check=check
+    )
 
 
 def render(values: dict[str, Any] | None = None, *, include_crds: bool = False, release: str = RELEASE) -> list[dict[str, Any]]:

@@ -123,7 +123,8 @@ def test_existing_secret_is_referenced_never_rendered() -> None:
     assert env["PREFECT_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "prefect-auth", "key": "key"}}
     assert env["PREFECT_API_AUTH_STRING"]["valueFrom"] == {"secretKeyRef": {"name": "prefect-auth", "key": "basic"}}
     only_auth = {
-        e["name"] for e in _container(render({"prefect": {"existingSecret": "s", "apiKeyKey": "", "authStringKey": "auth"}}))["env"]
+        e["name"]
+        for e in _container(render({"prefect": {"existingSecret": "s", "apiKeyKey": "", "authStringKey": "auth"}}))["env"]
     }
     assert "PREFECT_API_AUTH_STRING" in only_auth and "PREFECT_API_KEY" not in only_auth
 

@@ -68,7 +68,13 @@ def image_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     python_dir = str(Path(sys.executable).resolve().parent)  # a python3.11 like the base image's
     env["PATH"] = python_dir + os.pathsep + env.get("PATH", "")
     proc = subprocess.run(
-        ["sh", "deploy/install.sh", str(venv), str(src)], cwd=src, env=env, capture_output=True, text=True, timeout=900, check=False
+        ["sh", "deploy/install.sh", str(venv), str(src)],
+        cwd=src,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     subprocess.run([str(venv / "bin" / "python"), "-m", "compileall", "-q", "-j", "0", str(venv / "lib")], check=True)
@@ -83,7 +89,9 @@ def _run_as_image(venv: Path, *args: str, env: dict[str, str] | None = None) -> 
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",
     }
-    return subprocess.run(list(args), env={**base, **(env or {})}, capture_output=True, text=True, timeout=120, cwd="/tmp", check=False)
+    return subprocess.run(
+        list(args), env={**base, **(env or {})}, capture_output=True, text=True, timeout=120, cwd="/tmp", check=False
+    )
 
 
 def _make_read_only(root: Path) -> None:
@@ -97,7 +105,8 @@ def test_installed_exactly_the_lock(image_venv: Path) -> None:
         image_venv,
         "python",
         "-c",
-        "import importlib.metadata as m; print('\\n'.join(sorted(f\"{d.metadata['Name']}=={d.version}\" for d in m.distributions())))",
+        "import importlib.metadata as m; "
+        "print('\\n'.join(sorted(f\"{d.metadata['Name']}=={d.version}\" for d in m.distributions())))",
     )
     installed = {ln.lower().replace("_", "-") for ln in freeze.stdout.split()}
     lock = {ln.lower().replace("_", "-") for ln in (REPO / "deploy" / "requirements.lock").read_text().split() if "==" in ln}

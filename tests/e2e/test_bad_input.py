@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 NS = "bad-input"
@@ -20,7 +19,12 @@ GOOD_PFD: dict[str, Any] = {
     "metadata": {"name": "probe", "namespace": NS},
     "spec": {"flowName": "etl", "entrypoint": "flows/etl.py:etl", "image": "ghcr.io/acme/etl:1", "pool": {"name": "k8s"}},
 }
-GOOD_PWP: dict[str, Any] = {"apiVersion": "pfo.dev/v1alpha1", "kind": "PrefectWorkPool", "metadata": {"name": "probe-pool"}, "spec": {}}
+GOOD_PWP: dict[str, Any] = {
+    "apiVersion": "pfo.dev/v1alpha1",
+    "kind": "PrefectWorkPool",
+    "metadata": {"name": "probe-pool"},
+    "spec": {},
+}
 
 
 def with_spec(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -41,25 +45,97 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("entrypoint-without-function", with_spec(GOOD_PFD, entrypoint="flows/etl.py"), ["spec.entrypoint"]),
     ("flowName-with-slash", with_spec(GOOD_PFD, flowName="a/b"), ["spec.flowName"]),
     ("bad-pull-policy", with_spec(GOOD_PFD, imagePullPolicy="Sometimes"), ["spec.imagePullPolicy", "Always"]),
-    ("schedule-two-kinds", with_spec(GOOD_PFD, schedules=[{"slug": "a", "cron": "0 1 * * *", "interval": "1h"}]), ["spec.schedules[0]", "exactly one of cron, interval or rrule"]),
-    ("schedule-no-kind", with_spec(GOOD_PFD, schedules=[{"slug": "a"}]), ["spec.schedules[0]", "exactly one of cron, interval or rrule"]),
-    ("schedule-duplicate-slug", with_spec(GOOD_PFD, schedules=[{"slug": "a", "cron": "0 1 * * *"}, {"slug": "a", "interval": "1h"}]), ["spec.schedules[1]", "Duplicate value"]),
-    ("schedule-bad-interval", with_spec(GOOD_PFD, schedules=[{"slug": "a", "interval": "ninety seconds"}]), ["spec.schedules[0].interval"]),
-    ("schedule-bad-slug", with_spec(GOOD_PFD, schedules=[{"slug": "Nightly Run", "cron": "0 1 * * *"}]), ["spec.schedules[0].slug"]),
-    ("schedule-dayOr-on-interval", with_spec(GOOD_PFD, schedules=[{"slug": "a", "interval": "1h", "dayOr": False}]), ["spec.schedules[0].dayOr", "cron"]),
-    ("schedule-anchor-on-cron", with_spec(GOOD_PFD, schedules=[{"slug": "a", "cron": "0 1 * * *", "anchorDate": "2026-01-01T00:00:00Z"}]), ["spec.schedules[0].anchorDate", "interval"]),
-    ("concurrency-limit-zero", with_spec(GOOD_PFD, concurrency={"limit": 0}), ["spec.concurrency.limit", "greater than or equal to 1"]),
-    ("collision-strategy", with_spec(GOOD_PFD, concurrency={"limit": 1, "collisionStrategy": "Drop"}), ["spec.concurrency.collisionStrategy", "Enqueue"]),
-    ("grace-period-too-short", with_spec(GOOD_PFD, concurrency={"limit": 1, "gracePeriodSeconds": 5}), ["spec.concurrency.gracePeriodSeconds", "60"]),
-    ("grace-with-cancel-new", with_spec(GOOD_PFD, concurrency={"limit": 1, "collisionStrategy": "CancelNew", "gracePeriodSeconds": 120}), ["spec.concurrency.gracePeriodSeconds", "Enqueue"]),
-    ("tag-limit-duplicate", with_spec(GOOD_PFD, concurrency={"tagLimits": [{"tag": "db", "limit": 1}, {"tag": "db", "limit": 2}]}), ["spec.concurrency.tagLimits[1]", "Duplicate value"]),
-    ("tag-limit-negative", with_spec(GOOD_PFD, concurrency={"tagLimits": [{"tag": "db", "limit": -1}]}), ["spec.concurrency.tagLimits[0].limit"]),
-    ("workingDir-and-pullSteps", with_spec(GOOD_PFD, workingDir="/app", pullSteps=[{"prefect.deployments.steps.git_clone": {}}]), ["spec.pullSteps", "either workingDir or pullSteps"]),
+    (
+        "schedule-two-kinds",
+        with_spec(GOOD_PFD, schedules=[{"slug": "a", "cron": "0 1 * * *", "interval": "1h"}]),
+        ["spec.schedules[0]", "exactly one of cron, interval or rrule"],
+    ),
+    (
+        "schedule-no-kind",
+        with_spec(GOOD_PFD, schedules=[{"slug": "a"}]),
+        ["spec.schedules[0]", "exactly one of cron, interval or rrule"],
+    ),
+    (
+        "schedule-duplicate-slug",
+        with_spec(GOOD_PFD, schedules=[{"slug": "a", "cron": "0 1 * * *"}, {"slug": "a", "interval": "1h"}]),
+        ["spec.schedules[1]", "Duplicate value"],
+    ),
+    (
+        "schedule-bad-interval",
+        with_spec(GOOD_PFD, schedules=[{"slug": "a", "interval": "ninety seconds"}]),
+        ["spec.schedules[0].interval"],
+    ),
+    (
+        "schedule-bad-slug",
+        with_spec(GOOD_PFD, schedules=[{"slug": "Nightly Run", "cron": "0 1 * * *"}]),
+        ["spec.schedules[0].slug"],
+    ),
+    (
+        "schedule-dayOr-on-interval",
+        with_spec(GOOD_PFD, schedules=[{"slug": "a", "interval": "1h", "dayOr": False}]),
+        ["spec.schedules[0].dayOr", "cron"],
+    ),
+    (
+        "schedule-anchor-on-cron",
+        with_spec(GOOD_PFD, schedules=[{"slug": "a", "cron": "0 1 * * *", "anchorDate": "2026-01-01T00:00:00Z"}]),
+        ["spec.schedules[0].anchorDate", "interval"],
+    ),
+    (
+        "concurrency-limit-zero",
+        with_spec(GOOD_PFD, concurrency={"limit": 0}),
+        ["spec.concurrency.limit", "greater than or equal to 1"],
+    ),
+    (
+        "collision-strategy",
+        with_spec(GOOD_PFD, concurrency={"limit": 1, "collisionStrategy": "Drop"}),
+        ["spec.concurrency.collisionStrategy", "Enqueue"],
+    ),
+    (
+        "grace-period-too-short",
+        with_spec(GOOD_PFD, concurrency={"limit": 1, "gracePeriodSeconds": 5}),
+        ["spec.concurrency.gracePeriodSeconds", "60"],
+    ),
+    (
+        "grace-with-cancel-new",
+        with_spec(GOOD_PFD, concurrency={"limit": 1, "collisionStrategy": "CancelNew", "gracePeriodSeconds": 120}),
+        ["spec.concurrency.gracePeriodSeconds", "Enqueue"],
+    ),
+    (
+        "tag-limit-duplicate",
+        with_spec(GOOD_PFD, concurrency={"tagLimits": [{"tag": "db", "limit": 1}, {"tag": "db", "limit": 2}]}),
+        ["spec.concurrency.tagLimits[1]", "Duplicate value"],
+    ),
+    (
+        "tag-limit-negative",
+        with_spec(GOOD_PFD, concurrency={"tagLimits": [{"tag": "db", "limit": -1}]}),
+        ["spec.concurrency.tagLimits[0].limit"],
+    ),
+    (
+        "workingDir-and-pullSteps",
+        with_spec(GOOD_PFD, workingDir="/app", pullSteps=[{"prefect.deployments.steps.git_clone": {}}]),
+        ["spec.pullSteps", "either workingDir or pullSteps"],
+    ),
     ("workingDir-relative", with_spec(GOOD_PFD, workingDir="app"), ["spec.workingDir"]),
-    ("jobVariables-namespace", with_spec(GOOD_PFD, jobVariables={"namespace": "other-team"}), ["spec.jobVariables.namespace", "own namespace"]),
-    ("envFrom-both-refs", with_spec(GOOD_PFD, envFrom=[{"configMapRef": {"name": "a"}, "secretRef": {"name": "b"}}]), ["spec.envFrom[0]", "exactly one of configMapRef or secretRef"]),
-    ("env-value-and-valueFrom", with_spec(GOOD_PFD, env=[{"name": "A", "value": "x", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]), ["spec.env[0]", "either value or valueFrom"]),
-    ("env-duplicate-name", with_spec(GOOD_PFD, env=[{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]), ["spec.env[1]", "Duplicate value"]),
+    (
+        "jobVariables-namespace",
+        with_spec(GOOD_PFD, jobVariables={"namespace": "other-team"}),
+        ["spec.jobVariables.namespace", "own namespace"],
+    ),
+    (
+        "envFrom-both-refs",
+        with_spec(GOOD_PFD, envFrom=[{"configMapRef": {"name": "a"}, "secretRef": {"name": "b"}}]),
+        ["spec.envFrom[0]", "exactly one of configMapRef or secretRef"],
+    ),
+    (
+        "env-value-and-valueFrom",
+        with_spec(GOOD_PFD, env=[{"name": "A", "value": "x", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]),
+        ["spec.env[0]", "either value or valueFrom"],
+    ),
+    (
+        "env-duplicate-name",
+        with_spec(GOOD_PFD, env=[{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]),
+        ["spec.env[1]", "Duplicate value"],
+    ),
     ("resources-bad-quantity", with_spec(GOOD_PFD, resources={"limits": {"memory": "lots"}}), ["spec.resources.limits.memory"]),
     ("serviceAccount-uppercase", with_spec(GOOD_PFD, serviceAccountName="ETL_Runner"), ["spec.serviceAccountName"]),
     ("deletionPolicy", with_spec(GOOD_PFD, deletionPolicy="Keep"), ["spec.deletionPolicy", "Orphan"]),
@@ -67,18 +143,66 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("pool-duplicate-queue", with_spec(GOOD_PWP, queues=[{"name": "q"}, {"name": "q"}]), ["spec.queues[1]", "Duplicate value"]),
     ("pool-negative-limit", with_spec(GOOD_PWP, concurrencyLimit=-1), ["spec.concurrencyLimit"]),
     ("pool-reserved-name", with_spec(GOOD_PWP, poolName="Prefect-internal"), ["spec.poolName", "reserved"]),
-    ("pool-template-incomplete", with_spec(GOOD_PWP, baseJobTemplate={"variables": {}}), ["spec.baseJobTemplate", "job_configuration and variables"]),
+    (
+        "pool-template-incomplete",
+        with_spec(GOOD_PWP, baseJobTemplate={"variables": {}}),
+        ["spec.baseJobTemplate", "job_configuration and variables"],
+    ),
     ("pool-allowed-empty", with_spec(GOOD_PWP, allowedNamespaces={}), ["spec.allowedNamespaces", "names, a selector or both"]),
-    ("pool-allowed-no-names", with_spec(GOOD_PWP, allowedNamespaces={"names": []}), ["spec.allowedNamespaces.names", "at least 1"]),
+    (
+        "pool-allowed-no-names",
+        with_spec(GOOD_PWP, allowedNamespaces={"names": []}),
+        ["spec.allowedNamespaces.names", "at least 1"],
+    ),
     ("pool-allowed-bad-name", with_spec(GOOD_PWP, allowedNamespaces={"names": ["Team_B"]}), ["spec.allowedNamespaces.names[0]"]),
-    ("pool-allowed-duplicate-name", with_spec(GOOD_PWP, allowedNamespaces={"names": ["a", "a"]}), ["spec.allowedNamespaces.names[1]", "Duplicate value"]),
-    ("pool-selector-in-without-values", with_spec(GOOD_PWP, allowedNamespaces={"selector": {"matchExpressions": [{"key": "env", "operator": "In"}]}}), ["spec.allowedNamespaces.selector.matchExpressions[0].values", "need at least one entry in values"]),
-    ("pool-selector-notin-empty-values", with_spec(GOOD_PWP, allowedNamespaces={"selector": {"matchExpressions": [{"key": "env", "operator": "NotIn", "values": []}]}}), ["spec.allowedNamespaces.selector.matchExpressions[0].values", "need at least one entry in values"]),
-    ("pool-selector-exists-with-values", with_spec(GOOD_PWP, allowedNamespaces={"selector": {"matchExpressions": [{"key": "env", "operator": "Exists", "values": ["prod"]}]}}), ["spec.allowedNamespaces.selector.matchExpressions[0].values", "take no values"]),
-    ("pool-selector-bad-operator", with_spec(GOOD_PWP, allowedNamespaces={"selector": {"matchExpressions": [{"key": "env", "operator": "Equals", "values": ["prod"]}]}}), ["spec.allowedNamespaces.selector.matchExpressions[0].operator", "DoesNotExist"]),
-    ("pool-selector-bad-key", with_spec(GOOD_PWP, allowedNamespaces={"selector": {"matchExpressions": [{"key": "-env", "operator": "Exists"}]}}), ["spec.allowedNamespaces.selector.matchExpressions[0].key"]),
-    ("pool-selector-bad-label-key", with_spec(GOOD_PWP, allowedNamespaces={"selector": {"matchLabels": {"team name": "data"}}}), ["spec.allowedNamespaces.selector.matchLabels", "label keys"]),
-    ("pool-selector-bad-label-value", with_spec(GOOD_PWP, allowedNamespaces={"selector": {"matchLabels": {"team": "data team"}}}), ["spec.allowedNamespaces.selector.matchLabels.team"]),
+    (
+        "pool-allowed-duplicate-name",
+        with_spec(GOOD_PWP, allowedNamespaces={"names": ["a", "a"]}),
+        ["spec.allowedNamespaces.names[1]", "Duplicate value"],
+    ),
+    (
+        "pool-selector-in-without-values",
+        with_spec(GOOD_PWP, allowedNamespaces={"selector": {"matchExpressions": [{"key": "env", "operator": "In"}]}}),
+        ["spec.allowedNamespaces.selector.matchExpressions[0].values", "need at least one entry in values"],
+    ),
+    (
+        "pool-selector-notin-empty-values",
+        with_spec(
+            GOOD_PWP, allowedNamespaces={"selector": {"matchExpressions": [{"key": "env", "operator": "NotIn", "values": []}]}}
+        ),
+        ["spec.allowedNamespaces.selector.matchExpressions[0].values", "need at least one entry in values"],
+    ),
+    (
+        "pool-selector-exists-with-values",
+        with_spec(
+            GOOD_PWP,
+            allowedNamespaces={"selector": {"matchExpressions": [{"key": "env", "operator": "Exists", "values": ["prod"]}]}},
+        ),
+        ["spec.allowedNamespaces.selector.matchExpressions[0].values", "take no values"],
+    ),
+    (
+        "pool-selector-bad-operator",
+        with_spec(
+            GOOD_PWP,
+            allowedNamespaces={"selector": {"matchExpressions": [{"key": "env", "operator": "Equals", "values": ["prod"]}]}},
+        ),
+        ["spec.allowedNamespaces.selector.matchExpressions[0].operator", "DoesNotExist"],
+    ),
+    (
+        "pool-selector-bad-key",
+        with_spec(GOOD_PWP, allowedNamespaces={"selector": {"matchExpressions": [{"key": "-env", "operator": "Exists"}]}}),
+        ["spec.allowedNamespaces.selector.matchExpressions[0].key"],
+    ),
+    (
+        "pool-selector-bad-label-key",
+        with_spec(GOOD_PWP, allowedNamespaces={"selector": {"matchLabels": {"team name": "data"}}}),
+        ["spec.allowedNamespaces.selector.matchLabels", "label keys"],
+    ),
+    (
+        "pool-selector-bad-label-value",
+        with_spec(GOOD_PWP, allowedNamespaces={"selector": {"matchLabels": {"team": "data team"}}}),
+        ["spec.allowedNamespaces.selector.matchLabels.team"],
+    ),
 ]
 
 
@@ -112,7 +236,9 @@ def test_allowed_namespaces_are_accepted(control_plane: Any, crds_installed: Non
 
 
 @pytest.mark.parametrize(("case", "doc", "words"), CASES, ids=[c[0] for c in CASES])
-def test_invalid_manifest_is_rejected_naming_the_field(control_plane: Any, crds_installed: None, case: str, doc: dict[str, Any], words: list[str]) -> None:
+def test_invalid_manifest_is_rejected_naming_the_field(
+    control_plane: Any, crds_installed: None, case: str, doc: dict[str, Any], words: list[str]
+) -> None:
     result = control_plane.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(doc), check=False)
     assert result.returncode != 0, f"{case} was accepted"
     for word in words:

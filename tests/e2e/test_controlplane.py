@@ -25,7 +25,9 @@ def unique(prefix: str) -> str:
 
 
 def whoami(cp: ControlPlane, kubeconfig: str | None = None) -> dict[str, Any]:
-    info: dict[str, Any] = json.loads(cp.kubectl("auth", "whoami", "-o", "json", kubeconfig=kubeconfig).stdout)["status"]["userInfo"]
+    info: dict[str, Any] = json.loads(cp.kubectl("auth", "whoami", "-o", "json", kubeconfig=kubeconfig).stdout)["status"][
+        "userInfo"
+    ]
     return info
 
 
@@ -83,7 +85,9 @@ def test_rbac_forbids_a_service_account_until_a_role_binding_allows_it(control_p
     # ... and only what the Role grants, only in its namespace.
     other_ns = control_plane.kubectl("get", "secrets", "-n", "default", kubeconfig=kubeconfig, check=False)
     assert other_ns.returncode != 0 and "forbidden" in other_ns.stderr.lower()
-    write = control_plane.kubectl("create", "secret", "generic", "s", "-n", ns, "--from-literal=a=b", kubeconfig=kubeconfig, check=False)
+    write = control_plane.kubectl(
+        "create", "secret", "generic", "s", "-n", ns, "--from-literal=a=b", kubeconfig=kubeconfig, check=False
+    )
     assert write.returncode != 0 and "forbidden" in write.stderr.lower()
 
 
@@ -168,7 +172,9 @@ def test_command_line_prints_kubeconfig_and_stops_on_ctrl_c(control_plane: Contr
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], 120)
         line = proc.stdout.readline() if ready else ""
-        assert line.startswith("export KUBECONFIG="), f"got {line!r}; exit={proc.poll()}; stderr:\n{(tmp_path / 'stderr').read_text()}"
+        assert line.startswith("export KUBECONFIG="), (
+            f"got {line!r}; exit={proc.poll()}; stderr:\n{(tmp_path / 'stderr').read_text()}"
+        )
         kubeconfig = line.strip().split("=", 1)[1]
         config = json.loads(Path(kubeconfig).read_text())
         directory = Path(kubeconfig).parent

@@ -14,10 +14,13 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e import test_operator
 from tests.e2e.test_operator import NS, apply, condition, flow_deployment, get, pool, prefect_deployment, ready, wait_for
-from tests.e2e.test_operator import crds, kubectl, papi  # noqa: F401  (fixtures)
 from tests.support.operator_process import OperatorProcess
 from tests.support.prefect_server import PrefectServer
+
+# test_operator's fixtures, used here too (pytest finds fixtures among a module's attributes).
+crds, kubectl, papi = test_operator.crds, test_operator.kubectl, test_operator.papi
 
 POOL = "edge-pool"
 
@@ -30,7 +33,9 @@ def prefect() -> Iterator[PrefectServer]:
 
 @pytest.fixture(scope="module")
 def operator(control_plane: Any, prefect: PrefectServer, crds: None, kubectl: Callable[..., Any]) -> Iterator[OperatorProcess]:
-    with OperatorProcess(kubeconfig=str(control_plane.kubeconfig), prefect_api_url=prefect.api_url, PFO_RESYNC_SECONDS="600") as op:
+    with OperatorProcess(
+        kubeconfig=str(control_plane.kubeconfig), prefect_api_url=prefect.api_url, PFO_RESYNC_SECONDS="600"
+    ) as op:
         apply(kubectl, pool(POOL))
         wait_for(lambda: ready(kubectl, "pwp", POOL, None), what="pool Ready")
         yield op
@@ -58,7 +63,9 @@ def gone(kubectl: Callable[..., Any], name: str) -> bool:
     return kubectl("get", "pfd", name, "-n", NS, check=False).returncode != 0
 
 
-def test_tag_limit_released_when_its_last_declarer_is_deleted(operator: Any, kubectl: Callable[..., Any], papi: httpx.Client) -> None:
+def test_tag_limit_released_when_its_last_declarer_is_deleted(
+    operator: Any, kubectl: Callable[..., Any], papi: httpx.Client
+) -> None:
     tag, name = unique("solo-tag"), unique("solo")
     apply(kubectl, flow_deployment(name, POOL, deploymentName=name, concurrency={"tagLimits": [{"tag": tag, "limit": 3}]}))
     wait_for(lambda: ready(kubectl, "pfd", name), what="Ready")
@@ -73,7 +80,10 @@ def test_an_unrelated_edit_keeps_the_scheduled_runs(operator: Any, kubectl: Call
     dep_id = wait_for(lambda: ready(kubectl, "pfd", name)["status"]["deploymentId"], what="Ready")
     papi.post(f"deployments/{dep_id}/schedule", json={}).raise_for_status()  # as the scheduler's loop would
     before = wait_for(lambda: future_runs(papi, dep_id), what="scheduled runs")
-    apply(kubectl, flow_deployment(name, POOL, deploymentName=name, description="edited", schedules=[{"slug": "hourly", "interval": "1h"}]))
+    apply(
+        kubectl,
+        flow_deployment(name, POOL, deploymentName=name, description="edited", schedules=[{"slug": "hourly", "interval": "1h"}]),
+    )
     wait_for(lambda: papi.get(f"deployments/{dep_id}").json()["description"] == "edited", what="edit in Prefect")
     # Within the edit's own reconcile, long before the scheduler's next loop (60 s).
     wait_for(lambda: future_runs(papi, dep_id) == before, timeout=5, what="the same scheduled runs again")
@@ -81,10 +91,16 @@ def test_an_unrelated_edit_keeps_the_scheduled_runs(operator: Any, kubectl: Call
 
 def test_a_rejected_edit_writes_nothing(operator: Any, kubectl: Callable[..., Any], papi: httpx.Client) -> None:
     name = unique("half")
-    apply(kubectl, flow_deployment(name, POOL, deploymentName=name, description="v1", schedules=[{"slug": "a", "cron": "0 6 * * *"}]))
+    apply(
+        kubectl,
+        flow_deployment(name, POOL, deploymentName=name, description="v1", schedules=[{"slug": "a", "cron": "0 6 * * *"}]),
+    )
     wait_for(lambda: ready(kubectl, "pfd", name), what="Ready")
     updated = prefect_deployment(papi, "etl", name)["updated"]  # type: ignore[index]
-    apply(kubectl, flow_deployment(name, POOL, deploymentName=name, description="v2", schedules=[{"slug": "a", "cron": "61 * * * *"}]))
+    apply(
+        kubectl,
+        flow_deployment(name, POOL, deploymentName=name, description="v2", schedules=[{"slug": "a", "cron": "61 * * * *"}]),
+    )
     found = wait_for(lambda: reason(kubectl, name)[0] == "InvalidSpec" and reason(kubectl, name), what="InvalidSpec")
     assert found[1].startswith("spec.schedules[0].cron"), found
     dep = prefect_deployment(papi, "etl", name)
@@ -96,7 +112,10 @@ def test_a_rejected_edit_writes_nothing(operator: Any, kubectl: Callable[..., An
     ("change", "field"),
     [
         ({"schedules": [{"slug": "a", "cron": "0 6 * * *", "timezone": "posix/Europe/Berlin"}]}, "spec.schedules[0].timezone"),
-        ({"jobVariables": {"image_pull_policy": "Sometimes"}}, "spec.jobVariables.image_pull_policy"),  # refused by Prefect itself
+        (
+            {"jobVariables": {"image_pull_policy": "Sometimes"}},
+            "spec.jobVariables.image_pull_policy",
+        ),  # refused by Prefect itself
     ],
     ids=["timezone-prefect-refuses", "job-variable-refused-by-prefect"],
 )
@@ -177,7 +196,9 @@ def test_deletion_waits_for_prefect_and_says_so(
     prefect.stop()
     try:
         kubectl("delete", "pfd", name, "-n", NS, "--wait=false")
-        found = wait_for(lambda: reason(kubectl, name)[0] == "PrefectUnavailable" and reason(kubectl, name), timeout=60, what="waits")
+        found = wait_for(
+            lambda: reason(kubectl, name)[0] == "PrefectUnavailable" and reason(kubectl, name), timeout=60, what="waits"
+        )
         assert "deletion waits for Prefect" in found[1]
     finally:
         prefect.start()

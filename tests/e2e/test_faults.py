@@ -43,7 +43,12 @@ def manifest(i: int, description: str = "original") -> dict[str, Any]:
     }
     if i % 4 == 0:
         spec["concurrency"] = {"tagLimits": [{"tag": TAG, "limit": 5 + i % 7}]}
-    return {"apiVersion": "pfo.dev/v1alpha1", "kind": "PrefectFlowDeployment", "metadata": {"name": f"f-{i:03d}", "namespace": NS}, "spec": spec}
+    return {
+        "apiVersion": "pfo.dev/v1alpha1",
+        "kind": "PrefectFlowDeployment",
+        "metadata": {"name": f"f-{i:03d}", "namespace": NS},
+        "spec": spec,
+    }
 
 
 @pytest.fixture(scope="module")

@@ -63,7 +63,12 @@ def manifest(i: int) -> dict[str, Any]:
         concurrency["tagLimits"] = [{"tag": TAG, "limit": 5 + i % 7}]
     if concurrency:
         spec["concurrency"] = concurrency
-    return {"apiVersion": "pfo.dev/v1alpha1", "kind": "PrefectFlowDeployment", "metadata": {"name": cr_name(i), "namespace": NS}, "spec": spec}
+    return {
+        "apiVersion": "pfo.dev/v1alpha1",
+        "kind": "PrefectFlowDeployment",
+        "metadata": {"name": cr_name(i), "namespace": NS},
+        "spec": spec,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +96,12 @@ def not_ready(crs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         gen = obj["metadata"]["generation"]
         status = obj.get("status") or {}
         cond = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), None)
-        if cond is None or cond["status"] != "True" or cond.get("observedGeneration") != gen or status.get("observedGeneration") != gen:
+        if (
+            cond is None
+            or cond["status"] != "True"
+            or cond.get("observedGeneration") != gen
+            or status.get("observedGeneration") != gen
+        ):
             bad[name] = {"generation": gen, "status.observedGeneration": status.get("observedGeneration"), "Ready": cond}
     return bad
 
@@ -143,7 +153,7 @@ def test_random_kills_and_restarts_converge_to_one_deployment_each(
             if cycle == 0:
                 # Mid-creation for sure: kill once some, but not all, deployments exist.
                 target = rng.randint(2, N // 3)
-                wait_for(lambda: len(flow_deployments(papi)) >= target, 60, f"{target} deployments created")
+                wait_for(lambda target=target: len(flow_deployments(papi)) >= target, 60, f"{target} deployments created")
             else:
                 delay = rng.uniform(0.0, 2.5)
                 time.sleep(delay)
@@ -195,7 +205,8 @@ def test_random_kills_and_restarts_converge_to_one_deployment_each(
         assert minimum == 2
         assert papi.get(f"concurrency_limits/tag/{TAG}").raise_for_status().json()["concurrency_limit"] == minimum
         for i, declared in declared_tag.items():
-            assert crs[cr_name(i)]["status"]["tagLimits"] == [{"tag": TAG, "declared": declared, "effective": minimum}], cr_name(i)
+            tag_limits = crs[cr_name(i)]["status"]["tagLimits"]
+            assert tag_limits == [{"tag": TAG, "declared": declared, "effective": minimum}], cr_name(i)
 
         # Converged means quiet: two and more sweeps write nothing to Prefect.
         before = snapshot(papi)

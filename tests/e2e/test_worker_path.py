@@ -8,6 +8,7 @@ flow run. Real components only: Prefect server, operator and worker in their own
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -51,7 +52,17 @@ class Worker:
             # events) is not on the path under test: the Job is created without it.
             "PREFECT_INTEGRATIONS_KUBERNETES_OBSERVER_ENABLED": "false",
         }
-        self.args = [str(prefect_venv() / "bin" / "prefect"), "worker", "start", "--pool", pool, "--type", "kubernetes", "--name", "e2e-worker"]
+        self.args = [
+            str(prefect_venv() / "bin" / "prefect"),
+            "worker",
+            "start",
+            "--pool",
+            pool,
+            "--type",
+            "kubernetes",
+            "--name",
+            "e2e-worker",
+        ]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -75,10 +86,8 @@ class Worker:
             except subprocess.TimeoutExpired:
                 continue
         # Whatever else is left in the group (nothing, normally).
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def tail(self, n: int = 6000) -> str:
         return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""
@@ -104,13 +113,29 @@ def test_worker_turns_a_flow_run_into_the_declared_job(control_plane: Any) -> No
         return control_plane.kubectl(*args, input=input, check=check)
 
     kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    kubectl("wait", "--for=condition=Established", "crd/prefectflowdeployments.pfo.dev", "crd/prefectworkpools.pfo.dev", "--timeout=60s")
+    kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd/prefectflowdeployments.pfo.dev",
+        "crd/prefectworkpools.pfo.dev",
+        "--timeout=60s",
+    )
     control_plane.ensure_namespace(NS)
     control_plane.create_service_account(NS, SA)
     apply(
         kubectl,
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "etl-settings", "namespace": NS}, "data": {"WAREHOUSE_SCHEMA": "analytics"}},
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "etl-credentials", "namespace": NS}, "stringData": {"password": "s3cret"}},
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "etl-settings", "namespace": NS},
+            "data": {"WAREHOUSE_SCHEMA": "analytics"},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "etl-credentials", "namespace": NS},
+            "stringData": {"password": "s3cret"},
+        },
     )
 
     t0 = time.monotonic()
@@ -130,7 +155,12 @@ def test_worker_turns_a_flow_run_into_the_declared_job(control_plane: Any) -> No
             try:
                 apply(
                     kubectl,
-                    {"apiVersion": "pfo.dev/v1alpha1", "kind": "PrefectWorkPool", "metadata": {"name": POOL}, "spec": {"type": "kubernetes"}},
+                    {
+                        "apiVersion": "pfo.dev/v1alpha1",
+                        "kind": "PrefectWorkPool",
+                        "metadata": {"name": POOL},
+                        "spec": {"type": "kubernetes"},
+                    },
                     {
                         "apiVersion": "pfo.dev/v1alpha1",
                         "kind": "PrefectFlowDeployment",
@@ -163,7 +193,9 @@ def test_worker_turns_a_flow_run_into_the_declared_job(control_plane: Any) -> No
 
                 def job() -> dict[str, Any] | None:
                     assert worker is not None and worker.alive(), f"worker exited:\n{worker.tail() if worker else ''}"
-                    items = json.loads(kubectl("get", "jobs", "-n", NS, "-l", f"prefect.io/flow-run-id={run_id}", "-o", "json").stdout)["items"]
+                    items = json.loads(
+                        kubectl("get", "jobs", "-n", NS, "-l", f"prefect.io/flow-run-id={run_id}", "-o", "json").stdout
+                    )["items"]
                     return items[0] if items else None
 
                 try:

@@ -35,10 +35,22 @@ def test_deploy_manifests_are_valid() -> None:
     assert sorted(kinds) == ["PrefectFlowDeployment", "PrefectWorkPool"]
 
 
-def test_deployment_manifest_is_the_import_of_prefect_yaml(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_deployment_manifest_is_the_import_of_prefect_yaml(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("prefect")
     monkeypatch.chdir(FLOWS.parent)
-    args = ["import", "flows/prefect.yaml", "--namespace", "default", "--image", "ghcr.io/acme/flows:0.1.0", "--code-dir", "flows/src", "--schemas"]
+    args = [
+        "import",
+        "flows/prefect.yaml",
+        "--namespace",
+        "default",
+        "--image",
+        "ghcr.io/acme/flows:0.1.0",
+        "--code-dir",
+        "flows/src",
+        "--schemas",
+    ]
     assert main(args) == 0
     generated = yaml.safe_load(capsys.readouterr().out)
     assert generated == yaml.safe_load((FLOWS / "deploy" / "deployment.yaml").read_text())

@@ -132,7 +132,15 @@ def test_slugs_are_deterministic() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(3600, "1h"), (5400, "1h30m"), (90, "1m30s"), (0.5, "500ms"), (86400 * 2 + 1, "2d1s"), ("PT6H", "6h"), ("01:30:00", "1h30m")],
+    [
+        (3600, "1h"),
+        (5400, "1h30m"),
+        (90, "1m30s"),
+        (0.5, "500ms"),
+        (86400 * 2 + 1, "2d1s"),
+        ("PT6H", "6h"),
+        ("01:30:00", "1h30m"),
+    ],
 )
 def test_durations(value: object, expected: str) -> None:
     assert duration(interval_seconds(value)) == expected

@@ -30,11 +30,11 @@ from prefect_flow_operator.desired.deployment import (
     Owner,
 )
 from prefect_flow_operator.desired.work_pool import default_base_job_template
-from prefect_flow_operator.prefect.client import PrefectAPI, PrefectUnavailable
 from prefect_flow_operator.prefect import deployments
+from prefect_flow_operator.prefect.client import PrefectAPI, PrefectUnavailable
 from prefect_flow_operator.prefect.deployments import DeploymentSync, sync_deployment
-from tests.support.specs import PARAM_SCHEMA, full_spec
 from tests.support.prefect_server import PrefectServer
+from tests.support.specs import PARAM_SCHEMA, full_spec
 
 SUFFIX = uuid.uuid4().hex[:6]
 FULL_POOL = f"pfo-dep-full-{SUFFIX}"  # default_base_job_template: envFrom, resources, list env
@@ -285,9 +285,16 @@ async def test_create_maps_every_field(api: PrefectAPI, raw: httpx.AsyncClient, 
     assert flow_resp.status_code == 200 and flow_resp.json()["id"] == dep["flow_id"]
 
 
-async def test_create_on_stock_pool_uses_cpu_memory_variables(api: PrefectAPI, raw: httpx.AsyncClient, pools: dict[str, str]) -> None:
+async def test_create_on_stock_pool_uses_cpu_memory_variables(
+    api: PrefectAPI, raw: httpx.AsyncClient, pools: dict[str, str]
+) -> None:
     flow, owner = unique_flow(), new_owner()
-    spec = make_spec(flow, envFrom=None, pool={"name": STOCK_POOL}, resources={"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"cpu": 1, "memory": "1Gi"}})
+    spec = make_spec(
+        flow,
+        envFrom=None,
+        pool={"name": STOCK_POOL},
+        resources={"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"cpu": 1, "memory": "1Gi"}},
+    )
     await synced(api, spec, owner)
     dep = await must_read(raw, flow)
     jv = dep["job_variables"]
@@ -368,7 +375,9 @@ NOOP_SPECS: dict[str, dict[str, Any]] = {
 
 
 @pytest.mark.parametrize("changes", list(NOOP_SPECS.values()), ids=list(NOOP_SPECS))
-async def test_second_sync_writes_nothing(api: PrefectAPI, raw: httpx.AsyncClient, pools: dict[str, str], changes: dict[str, Any]) -> None:
+async def test_second_sync_writes_nothing(
+    api: PrefectAPI, raw: httpx.AsyncClient, pools: dict[str, str], changes: dict[str, Any]
+) -> None:
     flow, owner = unique_flow(), new_owner()
     spec = make_spec(flow, **changes)
     await synced(api, spec, owner)
@@ -488,7 +497,11 @@ FIELD_CHANGES: list[tuple[str, dict[str, Any], Check]] = [
     ("env cleared", {"env": None}, jv_is(env=None)),
     ("envFrom", {"envFrom": [{"secretRef": {"name": "other"}}]}, jv_is(env_from=[{"secretRef": {"name": "other"}}])),
     ("envFrom cleared", {"envFrom": None}, jv_is(env_from=None)),
-    ("resources", {"resources": {"limits": {"cpu": "2", "memory": "2Gi"}}}, jv_is(resources={"limits": {"cpu": "2", "memory": "2Gi"}})),
+    (
+        "resources",
+        {"resources": {"limits": {"cpu": "2", "memory": "2Gi"}}},
+        jv_is(resources={"limits": {"cpu": "2", "memory": "2Gi"}}),
+    ),
     ("resources cleared", {"resources": None}, jv_is(resources=None)),
     ("jobVariables", {"jobVariables": {"finished_job_ttl": 600}}, jv_is(finished_job_ttl=600)),
     (
@@ -506,12 +519,20 @@ FIELD_CHANGES: list[tuple[str, dict[str, Any], Check]] = [
         {"pool": {"name": FULL_POOL_2, "queue": "critical"}},
         checks(field_is("work_pool_name", FULL_POOL_2), field_is("work_queue_name", "critical")),
     ),
-    ("parameters", {"parameters": {"batch": 10, "day": "2026-01-01"}}, field_is("parameters", {"batch": 10, "day": "2026-01-01"})),
+    (
+        "parameters",
+        {"parameters": {"batch": 10, "day": "2026-01-01"}},
+        field_is("parameters", {"batch": 10, "day": "2026-01-01"}),
+    ),
     ("parameters cleared", {"parameters": None}, field_is("parameters", {})),
     ("parameterSchema", {"parameterSchema": NEW_SCHEMA}, field_is("parameter_openapi_schema", NEW_SCHEMA)),
     ("parameterSchema cleared", {"parameterSchema": None}, schema_cleared),
     ("enforceParameterSchema", {"enforceParameterSchema": False}, field_is("enforce_parameter_schema", False)),
-    ("tags", {"tags": ["etl", "hourly", "pii"]}, lambda a, b: sorted(a["tags"]) == ["etl", "hourly", "pii"] or pytest.fail(str(a["tags"]))),
+    (
+        "tags",
+        {"tags": ["etl", "hourly", "pii"]},
+        lambda a, b: sorted(a["tags"]) == ["etl", "hourly", "pii"] or pytest.fail(str(a["tags"])),
+    ),
     ("tags cleared", {"tags": None}, field_is("tags", [])),
     ("description", {"description": "Hourly ETL"}, field_is("description", "Hourly ETL")),
     ("description cleared", {"description": None}, field_is("description", None)),
@@ -539,7 +560,11 @@ FIELD_CHANGES: list[tuple[str, dict[str, Any], Check]] = [
     ),
     ("concurrency cleared", {"concurrency": None}, no_limit),
     ("cron", {"schedules": schedules_with("daily", cron="30 5 * * *")}, schedule_is("daily", cron="30 5 * * *")),
-    ("cron dayOr", {"schedules": schedules_with("daily", cron="0 6 1 * mon", dayOr=False)}, schedule_is("daily", cron="0 6 1 * mon", day_or=False)),
+    (
+        "cron dayOr",
+        {"schedules": schedules_with("daily", cron="0 6 1 * mon", dayOr=False)},
+        schedule_is("daily", cron="0 6 1 * mon", day_or=False),
+    ),
     ("cron timezone", {"schedules": schedules_with("daily", timezone="Asia/Tokyo")}, schedule_is("daily", timezone="Asia/Tokyo")),
     ("interval", {"schedules": schedules_with("every-90s", interval="2m")}, schedule_is("every-90s", interval=120.0)),
     (
@@ -552,11 +577,27 @@ FIELD_CHANGES: list[tuple[str, dict[str, Any], Check]] = [
         {"schedules": schedules_with("mondays", rrule="FREQ=WEEKLY;BYDAY=TU;BYHOUR=7")},
         checks(schedule_is("mondays", timezone="Europe/Berlin"), rrule_is("mondays", "FREQ=WEEKLY;BYDAY=TU;BYHOUR=7")),
     ),
-    ("rrule timezone", {"schedules": schedules_with("mondays", timezone="Europe/London")}, schedule_is("mondays", timezone="Europe/London")),
+    (
+        "rrule timezone",
+        {"schedules": schedules_with("mondays", timezone="Europe/London")},
+        schedule_is("mondays", timezone="Europe/London"),
+    ),
     ("schedule active", {"schedules": schedules_with("daily", active=False)}, schedule_is("daily", active=False)),
-    ("maxScheduledRuns", {"schedules": schedules_with("every-90s", maxScheduledRuns=5)}, schedule_is("every-90s", max_scheduled_runs=5)),
-    ("schedule parameters", {"schedules": schedules_with("mondays", parameters={"batch": 7})}, schedule_is("mondays", parameters={"batch": 7})),
-    ("cron to interval", {"schedules": schedules_with("daily", cron=None, interval="1d")}, schedule_is("daily", interval=86400.0)),
+    (
+        "maxScheduledRuns",
+        {"schedules": schedules_with("every-90s", maxScheduledRuns=5)},
+        schedule_is("every-90s", max_scheduled_runs=5),
+    ),
+    (
+        "schedule parameters",
+        {"schedules": schedules_with("mondays", parameters={"batch": 7})},
+        schedule_is("mondays", parameters={"batch": 7}),
+    ),
+    (
+        "cron to interval",
+        {"schedules": schedules_with("daily", cron=None, interval="1d")},
+        schedule_is("daily", interval=86400.0),
+    ),
     (
         "schedule added",
         {"schedules": [*FULL["schedules"], {"slug": "hourly", "cron": "0 * * * *"}]},
@@ -606,7 +647,13 @@ async def test_changes_name_what_changed(api: PrefectAPI, raw: httpx.AsyncClient
     }
     result = await synced(api, make_spec(flow, **changes), owner)
     assert sorted(result.changes) == sorted(
-        ["description changed", "work_queue_name changed", "schedule new added", "schedule daily changed", "2 schedule(s) removed"]
+        [
+            "description changed",
+            "work_queue_name changed",
+            "schedule new added",
+            "schedule daily changed",
+            "2 schedule(s) removed",
+        ]
     )
     # An image change names job_variables only (the pool rides along, unchanged).
     result = await synced(api, make_spec(flow, **changes, image="ghcr.io/acme/etl:2"), owner)
@@ -624,7 +671,9 @@ async def test_out_of_band_edits_are_reverted(api: PrefectAPI, raw: httpx.AsyncC
     dep_id, ids = dep["id"], {slug: s["id"] for slug, s in by_slug(dep).items()}
 
     # Someone in the UI / CLI:
-    await raw_ok(raw.patch(f"deployments/{dep_id}", json={"description": "edited by hand", "paused": True, "concurrency_limit": 7}))
+    await raw_ok(
+        raw.patch(f"deployments/{dep_id}", json={"description": "edited by hand", "paused": True, "concurrency_limit": 7})
+    )
     await raw_ok(raw.patch(f"deployments/{dep_id}", json={"job_variables": {**FULL_JOB_VARIABLES, "image": "evil:latest"}}))
     await raw_ok(raw.delete(f"deployments/{dep_id}/schedules/{ids['daily']}"))
     await raw_ok(raw.patch(f"deployments/{dep_id}/schedules/{ids['every-90s']}", json={"active": False}))
@@ -667,7 +716,10 @@ async def test_limit_set_out_of_band_is_removed(api: PrefectAPI, raw: httpx.Asyn
     await raw_ok(
         raw.patch(
             f"deployments/{dep['id']}",
-            json={"concurrency_limit": 4, "concurrency_options": {"collision_strategy": "CANCEL_NEW", "grace_period_seconds": None}},
+            json={
+                "concurrency_limit": 4,
+                "concurrency_options": {"collision_strategy": "CANCEL_NEW", "grace_period_seconds": None},
+            },
         )
     )
     assert (await must_read(raw, flow))["global_concurrency_limit"]["limit"] == 4
@@ -690,7 +742,11 @@ async def test_conflict_with_another_resource(api: PrefectAPI, raw: httpx.AsyncC
     await synced(api, make_spec(flow), first)
     before = await must_read(raw, flow)
 
-    for second in (new_owner("team-b", "etl"), new_owner("team-a", "etl-copy"), new_owner("team-a", "etl", cluster="other-cluster")):
+    for second in (
+        new_owner("team-b", "etl"),
+        new_owner("team-a", "etl-copy"),
+        new_owner("team-a", "etl", cluster="other-cluster"),
+    ):
         delta = Delta(api)
         result = await sync(api, make_spec(flow, description=f"by {second.key}", image="other:1"), second)
         assert result.outcome.reason == c.CONFLICT
@@ -827,9 +883,8 @@ async def test_prefect_stops_during_create(
     flow, owner = unique_flow(), new_owner()
     spec = make_spec(flow)
     try:
-        with StopServerAfter(api, prefect_server, ("POST", "flows/")) as stopper:
-            with pytest.raises(PrefectUnavailable):
-                await sync(api, spec, owner)
+        with StopServerAfter(api, prefect_server, ("POST", "flows/")) as stopper, pytest.raises(PrefectUnavailable):
+            await sync(api, spec, owner)
         assert stopper.stopped
     finally:
         if prefect_server.proc is None:
@@ -847,11 +902,14 @@ async def test_prefect_stops_during_update(
 ) -> None:
     flow, owner = unique_flow(), new_owner()
     await synced(api, make_spec(flow), owner)
-    spec = make_spec(flow, description="after the outage", schedules=[*copy.deepcopy(FULL["schedules"][:2]), {"slug": "hourly", "cron": "0 * * * *"}])
+    spec = make_spec(
+        flow,
+        description="after the outage",
+        schedules=[*copy.deepcopy(FULL["schedules"][:2]), {"slug": "hourly", "cron": "0 * * * *"}],
+    )
     try:
-        with StopServerAfter(api, prefect_server, ("PATCH", "deployments/{id}")):
-            with pytest.raises(PrefectUnavailable):
-                await sync(api, spec, owner)
+        with StopServerAfter(api, prefect_server, ("PATCH", "deployments/{id}")), pytest.raises(PrefectUnavailable):
+            await sync(api, spec, owner)
     finally:
         if prefect_server.proc is None:
             prefect_server.start()

@@ -54,7 +54,11 @@ POOLS = ("k8s", "k8s-gpu")
 CASES = [
     ("01-minimal.yaml", None, {}),
     ("02-anchors.yaml", None, {}),
-    ("04-env-templated.yaml", None, {"PREFECT_DEPLOY_IMAGE": "ghcr.io/acme/reports:7f3c2a1", "GIT_SHA": "7f3c2a1", "TEAM": "sales"}),
+    (
+        "04-env-templated.yaml",
+        None,
+        {"PREFECT_DEPLOY_IMAGE": "ghcr.io/acme/reports:7f3c2a1", "GIT_SHA": "7f3c2a1", "TEAM": "sales"},
+    ),
     ("05-schedules.yaml", None, {}),
     ("06-concurrency.yaml", None, {}),
     ("07-pull-steps.yaml", "ghcr.io/acme/base:3.11", {"HOME": "/home/flows"}),

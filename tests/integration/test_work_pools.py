@@ -82,7 +82,12 @@ async def test_create_pool_with_queues_then_noop(api: PrefectAPI, k8s_default: d
     assert any("created queue high" in c for c in result.changes)
     pool = await api.get(f"work_pools/{name}")
     assert result.pool_id == pool["id"]
-    assert (pool["type"], pool["description"], pool["concurrency_limit"], pool["is_paused"]) == ("kubernetes", "team pool", 10, False)
+    assert (pool["type"], pool["description"], pool["concurrency_limit"], pool["is_paused"]) == (
+        "kubernetes",
+        "team pool",
+        10,
+        False,
+    )
     assert pool["base_job_template"] == default_base_job_template(k8s_default)
 
     queues = await queues_of(api, name)
@@ -142,9 +147,19 @@ async def test_priority_changes_match_the_simulation_and_are_stable(api: Prefect
         await assert_noop(api, s, name, k8s_default)
         return [q["name"] for q in after]
 
-    assert await apply([{"name": "a", "priority": 1}, {"name": "b", "priority": 2}, {"name": "c", "priority": 3}]) == ["a", "b", "c", "default"]
+    assert await apply([{"name": "a", "priority": 1}, {"name": "b", "priority": 2}, {"name": "c", "priority": 3}]) == [
+        "a",
+        "b",
+        "c",
+        "default",
+    ]
     # Reverse: one write per queue at most, Prefect shifts the rest.
-    assert await apply([{"name": "a", "priority": 3}, {"name": "b", "priority": 2}, {"name": "c", "priority": 1}]) == ["c", "b", "a", "default"]
+    assert await apply([{"name": "a", "priority": 3}, {"name": "b", "priority": 2}, {"name": "c", "priority": 1}]) == [
+        "c",
+        "b",
+        "a",
+        "default",
+    ]
     # Ties and unset priorities: list order, unset after explicit ones.
     assert await apply([{"name": "a"}, {"name": "b", "priority": 1}, {"name": "c", "priority": 1}]) == ["b", "c", "a", "default"]
     # A declared number behind the default queue: a collision pushes default away.
@@ -363,7 +378,9 @@ def render(prefect_server: PrefectServer, template: dict[str, Any], values: dict
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-async def test_worker_renders_the_default_template(api: PrefectAPI, prefect_server: PrefectServer, k8s_default: dict[str, Any]) -> None:
+async def test_worker_renders_the_default_template(
+    api: PrefectAPI, prefect_server: PrefectServer, k8s_default: dict[str, Any]
+) -> None:
     name = unique("wp")
     await sync(api, spec(), name, k8s_default)
     template = (await api.get(f"work_pools/{name}"))["base_job_template"]  # as stored by the server

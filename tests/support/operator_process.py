@@ -13,7 +13,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-
 from .prefect_server import free_port, wait_healthy
 
 

@@ -38,18 +38,26 @@ def test_in_sync_plans_nothing() -> None:
 
 def test_any_write_to_a_scheduled_deployment_restores_its_runs() -> None:
     s = spec(schedules=[{"slug": "a", "cron": "0 6 * * *"}])
-    plan = plan_deployment(s.model_copy(update={"description": "new"}), name="etl", owner=OWNER, observed=Observed(POOL, created(s)))
+    plan = plan_deployment(
+        s.model_copy(update={"description": "new"}), name="etl", owner=OWNER, observed=Observed(POOL, created(s))
+    )
     assert plan.patch == {"description": "new"} and plan.reschedule
 
 
 @pytest.mark.parametrize(
     "extra",
-    [{"paused": True, "schedules": [{"slug": "a", "cron": "0 6 * * *"}]}, {"schedules": [{"slug": "a", "cron": "0 6 * * *", "active": False}]}, {}],
+    [
+        {"paused": True, "schedules": [{"slug": "a", "cron": "0 6 * * *"}]},
+        {"schedules": [{"slug": "a", "cron": "0 6 * * *", "active": False}]},
+        {},
+    ],
     ids=["paused", "inactive", "no-schedules"],
 )
 def test_no_runs_to_restore_without_an_active_schedule(extra: dict[str, Any]) -> None:
     s = spec(**extra)
-    plan = plan_deployment(s.model_copy(update={"description": "new"}), name="etl", owner=OWNER, observed=Observed(POOL, created(s)))
+    plan = plan_deployment(
+        s.model_copy(update={"description": "new"}), name="etl", owner=OWNER, observed=Observed(POOL, created(s))
+    )
     assert plan.patch and not plan.reschedule
 
 
@@ -66,9 +74,12 @@ def test_refusals_before_any_write() -> None:
     with pytest.raises(NamespaceNotAllowed):
         plan_deployment(spec(), name="etl", owner=OWNER, observed=Observed(POOL, None, access_problem="no"))
     fixed = {"job_configuration": {"namespace": "platform"}, "variables": {"properties": {"namespace": {"type": "string"}}}}
-    with pytest.raises(TemplateError, match="job_configuration.namespace"):
+    with pytest.raises(TemplateError, match=r"job_configuration\.namespace"):
         plan_deployment(spec(), name="etl", owner=OWNER, observed=Observed({"base_job_template": fixed}, None))
-    theirs = {**created(spec()), "labels": {"pfo.dev/uid": "x", "pfo.dev/cluster": "c2", "pfo.dev/namespace": "b", "pfo.dev/name": "o"}}
+    theirs = {
+        **created(spec()),
+        "labels": {"pfo.dev/uid": "x", "pfo.dev/cluster": "c2", "pfo.dev/namespace": "b", "pfo.dev/name": "o"},
+    }
     with pytest.raises(Conflict, match="managed by b/o"):
         plan_deployment(spec(), name="etl", owner=OWNER, observed=Observed(POOL, theirs))
 
@@ -76,7 +87,10 @@ def test_refusals_before_any_write() -> None:
 @pytest.mark.parametrize(
     ("loc", "path"),
     [
-        (("body", "schedules", 0, "schedule", "function-after[validate_timezone(), IntervalSchedule]", "interval"), "schedules[0].interval"),
+        (
+            ("body", "schedules", 0, "schedule", "function-after[validate_timezone(), IntervalSchedule]", "interval"),
+            "schedules[0].interval",
+        ),
         (("body", "schedules", 2, "anchor_date"), "schedules[2].anchorDate"),
         (("body", "job_variables", "image"), "image"),
         (("body", "concurrency_options", "grace_period_seconds"), "concurrency.gracePeriodSeconds"),
@@ -89,8 +103,15 @@ def test_prefect_locations_become_spec_paths(loc: tuple[Any, ...], path: str) ->
 
 
 def test_a_refusal_message_starts_with_the_spec_field() -> None:
-    exc = PrefectError("POST", "deployments/", 422, "long", [(("body", "schedules", 0, "schedule", "union[a,b]", "cron"), "bad cron")])
+    exc = PrefectError(
+        "POST", "deployments/", 422, "long", [(("body", "schedules", 0, "schedule", "union[a,b]", "cron"), "bad cron")]
+    )
     assert str(as_spec_error(exc)) == "spec.schedules[0].cron: bad cron (refused by Prefect)"
-    jv = PrefectError("PATCH", "deployments/{id}", 422, "Error updating deployment: Validation failed for field 'image_pull_policy'. Failure reason: 'x' is not one of")
+    jv = PrefectError(
+        "PATCH",
+        "deployments/{id}",
+        422,
+        "Error updating deployment: Validation failed for field 'image_pull_policy'. Failure reason: 'x' is not one of",
+    )
     assert str(as_spec_error(jv, ["image_pull_policy"])).startswith("spec.jobVariables.image_pull_policy: 'x' is not one of")
     assert str(as_spec_error(jv)).startswith("spec.imagePullPolicy:")

@@ -7,10 +7,16 @@ Kubernetes (camelCase) names so that manifests read like any pod spec.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+if TYPE_CHECKING:
+    from pydantic import GetJsonSchemaHandler
+    from pydantic.config import JsonDict
+    from pydantic.json_schema import JsonSchemaValue
+    from pydantic_core import CoreSchema
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -33,7 +39,7 @@ class Model(BaseModel):
     openapi_extra: ClassVar[dict[str, Any]] = {}
 
     @classmethod
-    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
+    def __get_pydantic_json_schema__(cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
         schema = handler(core_schema)
         if cls.openapi_extra:
             handler.resolve_ref_schema(schema).update(cls.openapi_extra)
@@ -44,12 +50,12 @@ class Model(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
-def cel(rule: str, message: str, **extra: str) -> dict[str, str]:
+def cel(rule: str, message: str, **extra: str) -> JsonDict:
     """One `x-kubernetes-validations` entry."""
     return {"rule": rule, "message": message, **extra}
 
 
-def immutable(field: str, what: str) -> dict[str, str]:
+def immutable(field: str, what: str) -> JsonDict:
     """A transition rule on the parent object: an optional field may not change once set."""
     return cel(
         f"has(self.{field}) == has(oldSelf.{field}) && "
@@ -167,7 +173,10 @@ Quantity = Annotated[
     Field(
         json_schema_extra={
             "x-kubernetes-int-or-string": True,
-            "pattern": r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$",
+            "pattern": (
+                r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+                r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+            ),
         }
     ),
 ]

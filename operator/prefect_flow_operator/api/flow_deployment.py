@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import Field
 
@@ -22,6 +22,9 @@ from .common import (
     immutable,
 )
 
+if TYPE_CHECKING:
+    from pydantic.config import JsonDict
+
 KIND = "PrefectFlowDeployment"
 PLURAL = "prefectflowdeployments"
 
@@ -29,7 +32,7 @@ PLURAL = "prefectflowdeployments"
 DURATION = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$"
 SLUG = r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$"
 
-FreeObject = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+FreeObject: JsonDict = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
 
 
 class PullPolicy(StrEnum):
@@ -185,7 +188,9 @@ class PrefectFlowDeploymentSpec(Model):
         min_length=1,
         max_length=255,
         pattern=PREFECT_NAME,
-        json_schema_extra={"x-kubernetes-validations": [cel("self == oldSelf", "flowName is immutable: create a new resource for another flow")]},
+        json_schema_extra={
+            "x-kubernetes-validations": [cel("self == oldSelf", "flowName is immutable: create a new resource for another flow")]
+        },
     )
     deployment_name: str | None = Field(
         None,
@@ -256,7 +261,9 @@ class PrefectFlowDeploymentSpec(Model):
     )
     job_variables: JobVariables | None = Field(
         None,
-        description="Extra work-pool job variables, merged last over those generated from the typed fields. May not set namespace.",
+        description=(
+            "Extra work-pool job variables, merged last over those generated from the typed fields. May not set namespace."
+        ),
     )
     deletion_policy: DeletionPolicyField = DeletionPolicy.DELETE
     adopt: bool = Field(False, description="Take over an existing Prefect deployment that this operator did not create.")

@@ -157,16 +157,21 @@ class BaseJobTemplate(Model):
         "x-kubernetes-validations": [
             cel(
                 "has(self.job_configuration) && has(self.variables)",
-                "baseJobTemplate needs both job_configuration and variables (as `prefect work-pool get-default-base-job-template` prints)",
+                "baseJobTemplate needs both job_configuration and variables "
+                "(as `prefect work-pool get-default-base-job-template` prints)",
             )
         ],
     }
 
     job_configuration: dict[str, Any] | None = Field(
-        None, description="The job manifest with {{ placeholders }}.", json_schema_extra={"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        None,
+        description="The job manifest with {{ placeholders }}.",
+        json_schema_extra={"type": "object", "x-kubernetes-preserve-unknown-fields": True},
     )
     variables: dict[str, Any] | None = Field(
-        None, description="JSON schema of the job variables.", json_schema_extra={"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        None,
+        description="JSON schema of the job variables.",
+        json_schema_extra={"type": "object", "x-kubernetes-preserve-unknown-fields": True},
     )
 
 
@@ -192,7 +197,9 @@ class PrefectWorkPoolSpec(Model):
             ]
         },
     )
-    type: str = Field("kubernetes", description="Worker type of the pool (immutable), e.g. kubernetes.", min_length=1, max_length=255)
+    type: str = Field(
+        "kubernetes", description="Worker type of the pool (immutable), e.g. kubernetes.", min_length=1, max_length=255
+    )
     description: str | None = Field(None, description="Description shown in the Prefect UI.", max_length=10000)
     paused: bool = Field(False, description="Pause the pool: no runs are handed to workers.")
     concurrency_limit: int | None = Field(None, description="Maximum concurrent runs in the pool. Unset: no limit.", ge=0)

@@ -36,14 +36,18 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("prefect_yaml", type=Path, help="the prefect.yaml to import")
     imp.add_argument("--out", type=Path, help="write one file per resource into DIR (default: stdout)")
     imp.add_argument("--namespace", "-n", help="metadata.namespace of the PrefectFlowDeployments")
-    imp.add_argument("--image", help="the flow image: fills {{ STEP.image }} and image templates, or deployments without an image")
+    imp.add_argument(
+        "--image", help="the flow image: fills {{ STEP.image }} and image templates, or deployments without an image"
+    )
     imp.add_argument(
         "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
         help="a placeholder's value: build-image.tag=1.2, PREFECT_DEPLOY_IMAGE=..., prefect.variables.x=... (repeatable)",
     )
     imp.add_argument("--adopt", action="store_true", help="set spec.adopt: take over the deployments `prefect deploy` created")
     imp.add_argument("--pools", action="store_true", help="also write a PrefectWorkPool per work pool used")
-    imp.add_argument("--schemas", action="store_true", help="load each flow (needs its code and prefect-client) to fill parameterSchema")
+    imp.add_argument(
+        "--schemas", action="store_true", help="load each flow (needs its code and prefect-client) to fill parameterSchema"
+    )
     imp.add_argument("--code-dir", type=Path, help="where entrypoints are resolved (default: the prefect.yaml's directory)")
 
     sch = sub.add_parser("schema", help="print a flow's parameter schema, ready for spec.parameterSchema", epilog=EPILOG)

@@ -108,7 +108,7 @@ def load_flow(code_dir: Path, entrypoint: str) -> LoadedFlow:
     """Import the flow with Prefect and generate its parameter schema exactly as
     `prefect deploy` does. Needs prefect-client (`pip install 'prefect-flow-operator[cli]'`)."""
     try:
-        from prefect.flows import load_flow_from_entrypoint
+        from prefect.flows import Flow, load_flow_from_entrypoint
         from prefect.utilities.callables import parameter_schema
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise FlowCodeError(
@@ -119,7 +119,7 @@ def load_flow(code_dir: Path, entrypoint: str) -> LoadedFlow:
         raise FlowCodeError(f"{rel}: no such file under {code_dir}; pass --code-dir")
     with _in_dir(code_dir.resolve()):
         try:
-            flow = load_flow_from_entrypoint(entrypoint)
+            flow: Flow[..., Any] = load_flow_from_entrypoint(entrypoint)
         except Exception as exc:
             raise FlowCodeError(f"cannot load flow {entrypoint!r}: {exc}") from None
         schema = parameter_schema(flow).model_dump(exclude_unset=True, mode="json")

@@ -25,7 +25,8 @@ from ..api.flow_deployment import KIND as PFD_KIND
 from ..api.flow_deployment import SLUG, PrefectFlowDeploymentSpec
 from ..api.work_pool import KIND as PWP_KIND
 from ..api.work_pool import PrefectWorkPoolSpec
-from ..desired.deployment import SET_WORKING_DIRECTORY, SpecError, validate
+from ..desired.deployment import SET_WORKING_DIRECTORY, validate
+from ..errors import SpecError
 from .flowcode import FlowCodeError, LoadedFlow, default_flow_name, read_flow, split_entrypoint
 from .templating import Unresolved, Values, has_placeholder, resolve
 
@@ -40,7 +41,9 @@ NOT_MAPPED = {
     "version_type": "the operator does not set version_type",
 }
 WORK_POOL_KEYS = {"name", "work_queue_name", "job_variables"}
-SCHEDULE_KEYS = {"cron", "interval", "rrule", "timezone", "anchor_date", "active", "parameters", "slug", "day_or", "max_scheduled_runs"}
+SCHEDULE_KEYS = {
+    "cron", "interval", "rrule", "timezone", "anchor_date", "active", "parameters", "slug", "day_or", "max_scheduled_runs",
+}
 RESOURCE_VARS = {"cpu_request": ("requests", "cpu"), "cpu_limit": ("limits", "cpu"),
                  "memory_request": ("requests", "memory"), "memory_limit": ("limits", "memory")}
 COLLISION = {"ENQUEUE": "Enqueue", "CANCEL_NEW": "CancelNew"}
@@ -127,6 +130,34 @@ def _as_steps(steps: Any) -> Any:
     return [steps] if isinstance(steps, dict) and steps else steps
 
 
+def _pop_resources(jv: dict[str, Any]) -> dict[str, Any]:
+    """Kubernetes resources from `resources` and the *_request/*_limit variables (popped)."""
+    resources: dict[str, Any] = {}
+    if isinstance(jv.get("resources"), dict):
+        resources = {k: dict(v or {}) for k, v in jv.pop("resources").items()}
+    for var, (kind, res) in RESOURCE_VARS.items():
+        if var in jv:
+            value = jv.pop(var)
+            if value is not None and value != "":
+                resources.setdefault(kind, {})[res] = value
+    return resources
+
+
+def _rrule(value: Any) -> dict[str, Any]:
+    """An rrule schedule: a string, or the JSON {"rrule": ..., "timezone": ...} form."""
+    rrule, tz = str(value), None
+    try:
+        as_json = json.loads(rrule)
+    except json.JSONDecodeError:
+        as_json = None
+    if isinstance(as_json, dict):
+        rrule, tz = as_json.get("rrule", ""), as_json.get("timezone")
+    s: dict[str, Any] = {"rrule": rrule}
+    if tz:
+        s["timezone"] = tz
+    return s
+
+
 # -- one deployment ----------------------------------------------------------------------
 
 
@@ -139,7 +170,7 @@ class _Deployment:
         self.loader = loader
         self.problems: list[str] = []
         self.notes: list[str] = []
-        build_ids = {
+        build_ids: set[Any] = {
             step_args.get("id")
             for key in ("build", "push")
             for step in (_as_steps(raw[key]) if key in raw else _as_steps(top.get(key))) or []
@@ -199,29 +230,8 @@ class _Deployment:
 
     # flow name, description and parameter schema: from the code when it is at hand
     def _flow(self, spec: dict[str, Any], entrypoint: str, raw: dict[str, Any]) -> None:
-        code_dir = self.opts.code_dir
         declared = self.fill("flow_name", raw.get("flow_name")) if raw.get("flow_name") else None
-        name = description = None
-        from_code = False
-        if self.loader is not None and code_dir is not None:
-            try:
-                loaded = self.loader(code_dir, entrypoint)
-            except FlowCodeError as exc:
-                self.problem(f"--schemas: {exc}")
-            else:
-                name, description, from_code = loaded.name, loaded.description, True
-                spec["parameterSchema"] = loaded.parameter_schema
-        if not from_code and code_dir is not None:
-            try:
-                info = read_flow(code_dir, entrypoint)
-            except FlowCodeError as exc:
-                self.problem(str(exc))
-                info = None
-            if info is not None:
-                from_code = True
-                name, description = info.name, info.description
-                if name is None:
-                    self.note("the @flow name is not a literal; pass --schemas to load the flow, or set flow_name")
+        name, description, from_code = self._flow_from_code(spec, entrypoint)
         if name is None and declared:
             name = declared
             self.note(f"flow code not found: flowName {name!r} taken from flow_name (prefect deploy would read it from the code)")
@@ -233,10 +243,37 @@ class _Deployment:
                 "if @flow(name=...) says otherwise, pass --code-dir or set flow_name"
             )
         elif declared and declared != name:
-            self.note(f"flow_name {declared!r} differs from the flow's name {name!r} in the code; the code wins (as in prefect deploy)")
+            self.note(
+                f"flow_name {declared!r} differs from the flow's name {name!r} in the code; the code wins (as in prefect deploy)"
+            )
         spec["flowName"] = name
         if from_code and description and not raw.get("description"):
             spec["description"] = description
+
+    def _flow_from_code(self, spec: dict[str, Any], entrypoint: str) -> tuple[str | None, str | None, bool]:
+        """(name, description, whether the code was found): loaded with --schemas (which also
+        sets parameterSchema), else read from the source."""
+        code_dir = self.opts.code_dir
+        if code_dir is None:
+            return None, None, False
+        if self.loader is not None:
+            try:
+                loaded = self.loader(code_dir, entrypoint)
+            except FlowCodeError as exc:
+                self.problem(f"--schemas: {exc}")
+            else:
+                spec["parameterSchema"] = loaded.parameter_schema
+                return loaded.name, loaded.description, True
+        try:
+            info = read_flow(code_dir, entrypoint)
+        except FlowCodeError as exc:
+            self.problem(str(exc))
+            return None, None, False
+        if info is None:
+            return None, None, False
+        if info.name is None:
+            self.note("the @flow name is not a literal; pass --schemas to load the flow, or set flow_name")
+        return info.name, info.description, True
 
     def _work_pool(self, spec: dict[str, Any], raw: dict[str, Any]) -> None:
         wp_raw = raw.get("work_pool") or {}
@@ -256,7 +293,10 @@ class _Deployment:
         spec["pool"] = {"name": str(wp["name"])}
         if wp.get("work_queue_name"):
             spec["pool"]["queue"] = str(wp["work_queue_name"])
-        jv = dict(wp.get("job_variables") or {})
+        self._job_variables(spec, dict(wp.get("job_variables") or {}))
+
+    def _job_variables(self, spec: dict[str, Any], jv: dict[str, Any]) -> None:
+        """The typed spec fields `jv` sets; the variables left over go to jobVariables."""
         if "image_pull_policy" in jv:
             policy = jv.pop("image_pull_policy")
             if policy not in PULL_POLICIES:
@@ -267,30 +307,26 @@ class _Deployment:
             ns = jv.pop("namespace")
             self.note(f"job_variables.namespace {ns!r} dropped: flow runs run in the resource's own namespace (--namespace)")
         if "env" in jv:
-            env = jv.pop("env")
-            if isinstance(env, dict):
-                spec["env"] = [{"name": str(k), **({"value": v} if (v := env_value(val)) is not None else {})} for k, val in env.items()]
-            elif isinstance(env, list):
-                spec["env"] = env
-            elif env is not None:
-                self.problem("job_variables.env must be a mapping of NAME: value or a list of Kubernetes EnvVar")
+            self._env(spec, jv.pop("env"))
         for key in ("env_from", "envFrom"):
             if key in jv:
                 spec["envFrom"] = jv.pop(key)
-        resources: dict[str, Any] = {}
-        if isinstance(jv.get("resources"), dict):
-            resources = {k: dict(v or {}) for k, v in jv.pop("resources").items()}
-        for var, (kind, res) in RESOURCE_VARS.items():
-            if var in jv:
-                value = jv.pop(var)
-                if value is not None and value != "":
-                    resources.setdefault(kind, {})[res] = value
-        if resources:
+        if resources := _pop_resources(jv):
             spec["resources"] = resources
         if "service_account_name" in jv:
             spec["serviceAccountName"] = jv.pop("service_account_name")
         if jv:
             spec["jobVariables"] = jv
+
+    def _env(self, spec: dict[str, Any], env: Any) -> None:
+        if isinstance(env, dict):
+            spec["env"] = [
+                {"name": str(k), **({"value": v} if (v := env_value(val)) is not None else {})} for k, val in env.items()
+            ]
+        elif isinstance(env, list):
+            spec["env"] = env
+        elif env is not None:
+            self.problem("job_variables.env must be a mapping of NAME: value or a list of Kubernetes EnvVar")
 
     def _image(self, spec: dict[str, Any], raw_image: Any) -> None:
         """The image: the file's (templates filled), else --image; --image also stands in for
@@ -327,57 +363,65 @@ class _Deployment:
         items = self.fill("schedules", items or []) or []
         out: list[dict[str, Any]] = []
         for i, item in enumerate(items):
-            here = f"schedules[{i}]"
             if not isinstance(item, dict) or not item:
                 continue  # `- {}` is accepted and ignored by prefect deploy
-            for key in item:
-                if key == "replaces":
-                    self.note(f"{here}.replaces not mapped: the operator matches schedules by slug; keep the slug stable instead")
-                elif key not in SCHEDULE_KEYS:
-                    self.note(f"unknown key {here}.{key} not mapped")
-            kinds = [k for k in ("cron", "interval", "rrule") if item.get(k) not in (None, "")]
-            if len(kinds) != 1:
-                self.problem(f"{here}: needs exactly one of cron, interval or rrule")
-                continue
-            kind = kinds[0]
-            s: dict[str, Any] = {}
-            if kind == "cron":
-                s["cron"] = str(item["cron"])
-                if item.get("day_or") is not None:
-                    s["dayOr"] = item["day_or"]
-            elif kind == "interval":
-                try:
-                    s["interval"] = duration(interval_seconds(item["interval"]))
-                except (ValueError, ValidationError):
-                    self.problem(f"{here}.interval: {item['interval']!r} is not an interval; use seconds (3600), ISO 8601 (PT1H) or HH:MM:SS")
-                    continue
-                if item.get("anchor_date"):
-                    s["anchorDate"] = str(item["anchor_date"])
-            else:
-                rrule, tz = str(item["rrule"]), None
-                try:
-                    as_json = json.loads(rrule)
-                except json.JSONDecodeError:
-                    as_json = None
-                if isinstance(as_json, dict):
-                    rrule, tz = as_json.get("rrule", ""), as_json.get("timezone")
-                s["rrule"] = rrule
-                if tz:
-                    s["timezone"] = tz
-            if kind != "interval" and item.get("anchor_date"):
-                self.note(f"{here}.anchor_date ignored: it only applies to interval schedules")
-            if item.get("timezone"):
-                s["timezone"] = str(item["timezone"])
-            if item.get("active") is not None:
-                s["active"] = item["active"]
-            if item.get("max_scheduled_runs") is not None:
-                s["maxScheduledRuns"] = item["max_scheduled_runs"]
-            if item.get("parameters"):
-                s["parameters"] = item["parameters"]
-            out.append({"_kind": kind, "_slug": item.get("slug"), **s})
+            if (schedule := self._schedule(f"schedules[{i}]", item)) is not None:
+                out.append(schedule)
         spec_schedules = self._slugs(out)
         if spec_schedules:
             spec["schedules"] = spec_schedules
+
+    def _schedule(self, here: str, item: dict[str, Any]) -> dict[str, Any] | None:
+        """One schedule with its `_kind` and declared `_slug` (for `_slugs`); None when it is a problem."""
+        self._unmapped_schedule_keys(here, item)
+        kinds = [k for k in ("cron", "interval", "rrule") if item.get(k) not in (None, "")]
+        if len(kinds) != 1:
+            self.problem(f"{here}: needs exactly one of cron, interval or rrule")
+            return None
+        kind = kinds[0]
+        s = self._timing(here, kind, item)
+        if s is None:
+            return None
+        if kind != "interval" and item.get("anchor_date"):
+            self.note(f"{here}.anchor_date ignored: it only applies to interval schedules")
+        if item.get("timezone"):
+            s["timezone"] = str(item["timezone"])
+        if item.get("active") is not None:
+            s["active"] = item["active"]
+        if item.get("max_scheduled_runs") is not None:
+            s["maxScheduledRuns"] = item["max_scheduled_runs"]
+        if item.get("parameters"):
+            s["parameters"] = item["parameters"]
+        return {"_kind": kind, "_slug": item.get("slug"), **s}
+
+    def _unmapped_schedule_keys(self, here: str, item: dict[str, Any]) -> None:
+        for key in item:
+            if key == "replaces":
+                self.note(f"{here}.replaces not mapped: the operator matches schedules by slug; keep the slug stable instead")
+            elif key not in SCHEDULE_KEYS:
+                self.note(f"unknown key {here}.{key} not mapped")
+
+    def _timing(self, here: str, kind: str, item: dict[str, Any]) -> dict[str, Any] | None:
+        """The fields of a `kind` (cron, interval or rrule) schedule; None when it is a problem."""
+        s: dict[str, Any] = {}
+        if kind == "cron":
+            s["cron"] = str(item["cron"])
+            if item.get("day_or") is not None:
+                s["dayOr"] = item["day_or"]
+            return s
+        if kind == "interval":
+            try:
+                s["interval"] = duration(interval_seconds(item["interval"]))
+            except (ValueError, ValidationError):
+                self.problem(
+                    f"{here}.interval: {item['interval']!r} is not an interval; "
+                    "use seconds (3600), ISO 8601 (PT1H) or HH:MM:SS"
+                )
+                return None
+            if item.get("anchor_date"):
+                s["anchorDate"] = str(item["anchor_date"])
+            return s
+        return _rrule(item["rrule"])
 
     def _slugs(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Keep declared slugs (made CRD-valid); generate `<kind>` / `<kind>-<n>` for the rest."""
@@ -389,7 +433,10 @@ class _Deployment:
                 slug = str(declared)
                 if not re.fullmatch(SLUG, slug) or len(slug) > 63:
                     fixed = k8s_name(slug.replace("_", "-"))
-                    self.note(f"schedule slug {slug!r} is not a valid slug; written as {fixed!r} (Prefect's schedule is replaced once on adoption)")
+                    self.note(
+                        f"schedule slug {slug!r} is not a valid slug; written as {fixed!r} "
+                        "(Prefect's schedule is replaced once on adoption)"
+                    )
                     slug = fixed
                 used.add(slug)
         counts: dict[str, int] = {}
@@ -477,7 +524,12 @@ class _Deployment:
         if len(steps) == 1 and list(steps[0]) == [SET_WORKING_DIRECTORY]:
             args = steps[0][SET_WORKING_DIRECTORY] or {}
             directory = args.get("directory")
-            if list(args) == ["directory"] and isinstance(directory, str) and directory.startswith("/") and not has_placeholder(directory):
+            if (
+                list(args) == ["directory"]
+                and isinstance(directory, str)
+                and directory.startswith("/")
+                and not has_placeholder(directory)
+            ):
                 spec["workingDir"] = directory
                 return
         spec["pullSteps"] = steps
@@ -510,67 +562,96 @@ def import_prefect_yaml(
     """Convert a parsed prefect.yaml. Raises ImporterError listing every problem."""
     if not isinstance(doc, dict):
         raise ImporterError(["prefect.yaml: not a mapping with a deployments list"])
-    notes: list[str] = []
-    problems: list[str] = []
+    run = _FileImport(doc, opts, loader)
     for key in doc:
         if key not in TOP_LEVEL_KEYS:
-            notes.append(f"prefect.yaml: unknown top-level key {key!r} not mapped")
+            run.notes.append(f"prefect.yaml: unknown top-level key {key!r} not mapped")
     if doc.get("build") or doc.get("push"):
-        notes.append("prefect.yaml: build and push steps are not run by pfo import; their outputs come from --image/--set")
+        run.notes.append("prefect.yaml: build and push steps are not run by pfo import; their outputs come from --image/--set")
     deployments = doc.get("deployments") or []
     if not isinstance(deployments, list) or not deployments:
         raise ImporterError(["prefect.yaml: no deployments to import (the deployments list is empty or missing)"])
-    manifests: list[dict[str, Any]] = []
-    used_names: dict[str, str] = {}
-    pools: dict[str, set[str]] = {}
     for i, raw in enumerate(deployments):
+        run.add(i, raw)
+    if run.problems:
+        raise ImporterError(run.problems)
+    manifests = run.manifests
+    if opts.pools:
+        manifests = [_pool_manifest(name, queues, run.notes) for name, queues in sorted(run.pools.items())] + manifests
+    return ImportResult(manifests, run.notes)
+
+
+@dataclass
+class _FileImport:
+    """The deployments of one file converted so far, with the notes and problems."""
+
+    doc: dict[str, Any]
+    opts: Options
+    loader: Callable[[Path, str], LoadedFlow] | None
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    manifests: list[dict[str, Any]] = field(default_factory=list)
+    used_names: dict[str, str] = field(default_factory=dict)  # metadata.name -> deployment name
+    pools: dict[str, set[str]] = field(default_factory=dict)  # work pool -> queues used
+
+    def add(self, i: int, raw: Any) -> None:
+        """Convert `deployments[i]`: a manifest, or problems saying why not."""
         if not isinstance(raw, dict):
-            problems.append(f"deployments[{i}]: not a mapping")
-            continue
+            self.problems.append(f"deployments[{i}]: not a mapping")
+            return
         if not raw.get("name"):
-            notes.append(f"deployments[{i}]: no name: skipped (prefect deploy --all skips it too)")
-            continue
+            self.notes.append(f"deployments[{i}]: no name: skipped (prefect deploy --all skips it too)")
+            return
         where = f"deployment {raw['name']!r}"
-        conv = _Deployment(raw, doc, opts, where, loader)
+        conv = _Deployment(raw, self.doc, self.opts, where, self.loader)
         out = conv.convert()
-        notes.extend(conv.notes)
+        self.notes.extend(conv.notes)
         if conv.problems or out is None:
-            problems.extend(conv.problems)
-            continue
+            self.problems.extend(conv.problems)
+            return
         spec, name = out
-        meta_name = k8s_name(name)
-        if meta_name in used_names:
-            meta_name = k8s_name(f"{spec['flowName']}-{name}")
-        if meta_name in used_names:
-            problems.append(f"{where}: metadata.name {meta_name!r} is already used by deployment {used_names[meta_name]!r}")
-            continue
-        used_names[meta_name] = name
+        meta_name = self._meta_name(where, spec, name)
+        if meta_name is None:
+            return
         if meta_name != name:
             spec["deploymentName"] = name
-        try:
-            model = PrefectFlowDeploymentSpec.model_validate(spec)
-            validate(model)
-        except ValidationError as exc:
-            problems.extend(_validation_problems(where, exc))
-            continue
-        except SpecError as exc:
-            problems.append(f"{where}: {exc}")
-            continue
+        model = self._validated(where, spec)
+        if model is None:
+            return
         metadata: dict[str, Any] = {"name": meta_name}
-        if opts.namespace:
-            metadata["namespace"] = opts.namespace
-        manifests.append({
+        if self.opts.namespace:
+            metadata["namespace"] = self.opts.namespace
+        self.manifests.append({
             "apiVersion": API_VERSION,
             "kind": PFD_KIND,
             "metadata": metadata,
             "spec": _ordered(model.model_dump(by_alias=True, exclude_unset=True, exclude_none=True, mode="json")),
         })
-        pools.setdefault(spec["pool"]["name"], set()).update([spec["pool"]["queue"]] if spec["pool"].get("queue") else [])
-    if problems:
-        raise ImporterError(problems)
-    if opts.pools:
-        manifests = [_pool_manifest(name, queues, notes) for name, queues in sorted(pools.items())] + manifests
-    return ImportResult(manifests, notes)
+        self.pools.setdefault(spec["pool"]["name"], set()).update([spec["pool"]["queue"]] if spec["pool"].get("queue") else [])
+
+    def _meta_name(self, where: str, spec: dict[str, Any], name: str) -> str | None:
+        """A metadata.name no other deployment of the file has (recorded); None is a problem."""
+        meta_name = k8s_name(name)
+        if meta_name in self.used_names:
+            meta_name = k8s_name(f"{spec['flowName']}-{name}")
+        if meta_name in self.used_names:
+            used_by = self.used_names[meta_name]
+            self.problems.append(f"{where}: metadata.name {meta_name!r} is already used by deployment {used_by!r}")
+            return None
+        self.used_names[meta_name] = name
+        return meta_name
+
+    def _validated(self, where: str, spec: dict[str, Any]) -> PrefectFlowDeploymentSpec | None:
+        try:
+            model = PrefectFlowDeploymentSpec.model_validate(spec)
+            validate(model)
+        except ValidationError as exc:
+            self.problems.extend(_validation_problems(where, exc))
+            return None
+        except SpecError as exc:
+            self.problems.append(f"{where}: {exc}")
+            return None
+        return model
 
 
 def _pool_manifest(name: str, queues: set[str], notes: list[str]) -> dict[str, Any]:

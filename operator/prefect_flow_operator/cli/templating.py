@@ -52,13 +52,7 @@ class Values:
         if key.startswith("$"):
             if runtime_ok and not env_ok:
                 return False, None
-            name = key[1:]
-            for k in (key, name):
-                if k in self.sets:
-                    return True, self.sets[k]
-            if name in self.env:
-                return True, self.env[name]
-            raise Unresolved(key, f"environment variable {name} is not set; pass --set {name}=VALUE (or export it)")
+            return self._env_var(key)
         if key.startswith("prefect."):
             if runtime_ok:
                 return False, None
@@ -67,6 +61,18 @@ class Values:
             raise Unresolved(key, f"pfo import does not read Prefect variables or blocks; pass --set {key}=VALUE")
         if key in self.sets:
             return True, self.sets[key]
+        return self._step_output(key, runtime_ok=runtime_ok)
+
+    def _env_var(self, key: str) -> tuple[bool, Any]:
+        name = key[1:]
+        for k in (key, name):
+            if k in self.sets:
+                return True, self.sets[k]
+        if name in self.env:
+            return True, self.env[name]
+        raise Unresolved(key, f"environment variable {name} is not set; pass --set {name}=VALUE (or export it)")
+
+    def _step_output(self, key: str, *, runtime_ok: bool) -> tuple[bool, Any]:
         step = key.split(".", 1)[0]
         if runtime_ok and step not in self.build_ids:
             return False, None  # e.g. the output of an earlier pull step: filled at run time

@@ -16,6 +16,7 @@ whose result the next reconcile sees as in sync (no false drift, no second write
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -131,7 +132,7 @@ def _env_accepting_list(env: Mapping[str, Any] | None) -> dict[str, Any]:
     env = dict(env or {})
     if _accepts_array(env, {}):
         return env
-    meta = {k: env.pop(k) for k in ("title", "description", "default") if k in env}
+    meta: dict[str, Any] = {k: env.pop(k) for k in ("title", "description", "default") if k in env}
     as_dict = env or {"type": "object", "additionalProperties": {"type": "string"}}
     return {**meta, "anyOf": [as_dict, {"type": "array", "items": copy.deepcopy(_ENV_VAR)}]}
 
@@ -444,7 +445,7 @@ def _order_ok(state: Mapping[str, int], names: Sequence[str]) -> bool:
     if any(n not in state for n in names):
         return False
     prios = [state[n] for n in names]
-    if any(a >= b for a, b in zip(prios, prios[1:], strict=False)):
+    if any(a >= b for a, b in itertools.pairwise(prios)):
         return False
     declared = set(names)
     others = [p for n, p in state.items() if n not in declared]
@@ -552,9 +553,9 @@ def plan_queues(declared: Sequence[WorkQueue], actual: Sequence[Mapping[str, Any
     # Explicit numbers that could not be reached (ties and unset priorities only follow
     # the order, so they never count).
     moved = {
-        n: (prio, final[n])
+        n: (declared_prio, final[n])
         for n in names
-        if (prio := spec_of[n].priority) is not None and final.get(n) != targets[n]
+        if (declared_prio := spec_of[n].priority) is not None and final.get(n) != targets[n]
     }
     return QueuePlan(ops=ops, final=final, moved=moved)
 

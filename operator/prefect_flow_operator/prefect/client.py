@@ -153,7 +153,7 @@ class PrefectAPI:
 
     def _backoff(self, attempt: int) -> float:
         # Jittered: many reconciles hitting a busy SQLite server (503) must not retry in step.
-        return self.backoff * 2**attempt * random.uniform(0.5, 1.5)
+        return self.backoff * 2.0**attempt * random.uniform(0.5, 1.5)
 
     def _observe(self, method: str, template: str, status: int | str, started: float) -> None:
         if self.observer is not None:
@@ -193,7 +193,7 @@ class PrefectAPI:
                 return
             offset += PAGE
 
-    async def health(self, timeout: float = 2.0) -> bool:
+    async def health(self, timeout: float = 2.0) -> bool:  # noqa: ASYNC109 - httpx's own per-request timeout
         """One quick attempt, no retries: a probe must answer fast even when Prefect hangs."""
         try:
             resp = await self._http.get("health", timeout=timeout)

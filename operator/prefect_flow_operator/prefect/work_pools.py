@@ -9,6 +9,7 @@ Routes (prefect 3.x `server/api/workers.py`): `GET|PATCH|DELETE /work_pools/{nam
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -127,10 +128,8 @@ async def read_queues(api: PrefectAPI, pool_names: Collection[str] | None = None
 
 async def delete_work_pool(api: PrefectAPI, name: str) -> bool:
     """Delete the pool (Prefect deletes its queues). True once it is gone; 404 counts."""
-    try:
+    with contextlib.suppress(NotFound):
         await api.request("DELETE", f"work_pools/{_seg(name)}", template=POOL)
-    except NotFound:
-        pass
     return True
 
 
@@ -152,50 +151,76 @@ async def sync_work_pool(
     if duplicates := sorted({n for n in names if names.count(n) > 1}):
         msg = f"spec.queues names queue(s) {', '.join(duplicates)} more than once; each queue may appear once"
         return PoolSyncResult(Outcome(INVALID_SPEC, msg, stalled=True))
-    changes: list[str] = []
-    pool: dict[str, Any] | None = None
-    what, sent = "reading it", {}
+    run = _PoolRun()
     try:
-        if default_template is None and spec.type == "kubernetes" and spec.base_job_template is None:
-            default_template = await fetch_kubernetes_default_template(api)
-        body = pool_body(spec, name, desired_template(spec, default_template))
-
-        pool = await api.get_or_none(f"work_pools/{_seg(name)}", POOL)
-        if pool is None:
-            what, sent = "creating it", body
-            pool, created = await _create_pool(api, body)
-            if created:
-                changes.append(f"created work pool {name} (type {spec.type})")
-        if pool.get("type") != spec.type:
-            msg = (
-                f"work pool {name} exists in Prefect with type {pool.get('type')!r} but the spec says "
-                f"{spec.type!r}; Prefect cannot change a pool's type: delete the pool in Prefect or set another poolName"
-            )
-            return PoolSyncResult(Outcome(CONFLICT, msg, stalled=True), pool_id=pool.get("id"))
-
-        patch = pool_patch(body, pool)
-        if patch:
-            what, sent = "updating it", patch
-            await api.request("PATCH", f"work_pools/{_seg(name)}", template=POOL, json=patch)
-            changes += describe_pool_patch(patch, pool)
-
-        queue_ids, moved = await _sync_queues(api, spec, name, changes)
+        if (conflict := await _sync_pool(api, spec, name, default_template, run)) is not None:
+            return conflict
+        queue_ids, moved = await _sync_queues(api, spec, name, run.changes)
     except _QueueError as err:
         what = f"{'creating' if err.op.action == 'create' else 'updating'} its queue {err.op.name}"
         outcome = _error_outcome(err.exc, name, what, err.op.body, f"spec.queues[{err.op.name}].")
-        return PoolSyncResult(outcome, pool_id=(pool or {}).get("id"), changes=changes)
+        return PoolSyncResult(outcome, pool_id=run.pool_id, changes=run.changes)
     except PrefectError as exc:
-        outcome = _error_outcome(exc, name, what, sent, "spec.")
-        return PoolSyncResult(outcome, pool_id=(pool or {}).get("id"), changes=changes)
+        outcome = _error_outcome(exc, name, run.what, run.sent, "spec.")
+        return PoolSyncResult(outcome, pool_id=run.pool_id, changes=run.changes)
+    message = _synced_message(name, len(spec.queues), moved)
+    return PoolSyncResult(Outcome.synced(message), pool_id=run.pool_id, queue_ids=queue_ids, changes=run.changes)
 
-    message = f"work pool {name} and its {len(spec.queues)} declared queue(s) match the spec"
+
+@dataclass
+class _PoolRun:
+    """What one sync_work_pool call has read and written so far, for its result and errors."""
+
+    what: str = "reading it"  # the step a Prefect error is reported for
+    sent: Mapping[str, Any] = field(default_factory=dict)  # the body of that step's write
+    pool: dict[str, Any] | None = None
+    changes: list[str] = field(default_factory=list)
+
+    @property
+    def pool_id(self) -> str | None:
+        pool_id: str | None = (self.pool or {}).get("id")
+        return pool_id
+
+
+async def _sync_pool(
+    api: PrefectAPI, spec: PrefectWorkPoolSpec, name: str, default_template: Mapping[str, Any] | None, run: _PoolRun
+) -> PoolSyncResult | None:
+    """Create or patch the pool itself; a result only when it cannot match (type conflict)."""
+    if default_template is None and spec.type == "kubernetes" and spec.base_job_template is None:
+        default_template = await fetch_kubernetes_default_template(api)
+    body = pool_body(spec, name, desired_template(spec, default_template))
+
+    run.pool = pool = await api.get_or_none(f"work_pools/{_seg(name)}", POOL)
+    if pool is None:
+        run.what, run.sent = "creating it", body
+        pool, created = await _create_pool(api, body)
+        run.pool = pool
+        if created:
+            run.changes.append(f"created work pool {name} (type {spec.type})")
+    if pool.get("type") != spec.type:
+        msg = (
+            f"work pool {name} exists in Prefect with type {pool.get('type')!r} but the spec says "
+            f"{spec.type!r}; Prefect cannot change a pool's type: delete the pool in Prefect or set another poolName"
+        )
+        return PoolSyncResult(Outcome(CONFLICT, msg, stalled=True), pool_id=pool.get("id"))
+
+    patch = pool_patch(body, pool)
+    if patch:
+        run.what, run.sent = "updating it", patch
+        await api.request("PATCH", f"work_pools/{_seg(name)}", template=POOL, json=patch)
+        run.changes += describe_pool_patch(patch, pool)
+    return None
+
+
+def _synced_message(name: str, declared: int, moved: Mapping[str, tuple[int, int]]) -> str:
+    message = f"work pool {name} and its {declared} declared queue(s) match the spec"
     if moved:
         detail = ", ".join(f"{q} declared {d}, has {f}" for q, (d, f) in sorted(moved.items()))
         message += (
             f"; queue priorities applied as order ({detail}): a queue this resource does not declare holds a "
             "number in between and Prefect only moves queues on collision"
         )
-    return PoolSyncResult(Outcome.synced(message), pool_id=pool.get("id"), queue_ids=queue_ids, changes=changes)
+    return message
 
 
 async def _create_pool(api: PrefectAPI, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
@@ -235,7 +260,8 @@ async def _sync_queues(
 
 async def _run_queue_op(api: PrefectAPI, pool: str, op: QueueOp) -> dict[str, Any] | None:
     if op.action == "create":
-        return await api.request("POST", f"work_pools/{_seg(pool)}/queues", template=POOL_QUEUES, json=op.body)
+        created: dict[str, Any] = await api.request("POST", f"work_pools/{_seg(pool)}/queues", template=POOL_QUEUES, json=op.body)
+        return created
     await api.request("PATCH", f"work_pools/{_seg(pool)}/queues/{_seg(op.name)}", template=POOL_QUEUE, json=op.body)
     return None
 
