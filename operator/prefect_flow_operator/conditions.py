@@ -86,8 +86,7 @@ def same_conditions(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
 
     def key(conds: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         return sorted(
-            (c.get("type"), c.get("status"), c.get("reason"), c.get("message", ""), c.get("observedGeneration"))
-            for c in conds
+            (c.get("type"), c.get("status"), c.get("reason"), c.get("message", ""), c.get("observedGeneration")) for c in conds
         )
 
     return key(a) == key(b)

@@ -193,23 +193,35 @@ def test_drift_in_prefect_is_reverted_with_an_event(
     papi.patch(f"deployments/{dep['id']}", json={"description": "edited in the UI"}).raise_for_status()
     wait_for(lambda: prefect_deployment(papi, "etl", "drifty")["description"] == "declared", 20, "drift reverted")
     events = wait_for(
-        lambda: [e for e in json.loads(kubectl("get", "events", "-n", NS, "-o", "json").stdout)["items"]
-                 if e["involvedObject"]["name"] == "drifty" and e["reason"] == "DriftReverted" and "description" in e["message"]],
+        lambda: [
+            e
+            for e in json.loads(kubectl("get", "events", "-n", NS, "-o", "json").stdout)["items"]
+            if e["involvedObject"]["name"] == "drifty" and e["reason"] == "DriftReverted" and "description" in e["message"]
+        ],
         10,
         "DriftReverted event",
     )
     assert events[0]["type"] == "Normal"
 
 
-def test_tag_limit_drift_is_reverted_with_an_event(operator: OperatorProcess, kubectl: Callable[..., Any], papi: httpx.Client) -> None:
-    apply(kubectl, pool("tag-drift-pool"), flow_deployment("tagged", "tag-drift-pool", concurrency={"tagLimits": [{"tag": "drift-tag", "limit": 4}]}))
+def test_tag_limit_drift_is_reverted_with_an_event(
+    operator: OperatorProcess, kubectl: Callable[..., Any], papi: httpx.Client
+) -> None:
+    apply(
+        kubectl,
+        pool("tag-drift-pool"),
+        flow_deployment("tagged", "tag-drift-pool", concurrency={"tagLimits": [{"tag": "drift-tag", "limit": 4}]}),
+    )
     wait_for(lambda: ready(kubectl, "pfd", "tagged"), what="Ready")
     assert papi.get("v2/concurrency_limits/tag:drift-tag").json()["limit"] == 4
     papi.patch("v2/concurrency_limits/tag:drift-tag", json={"limit": 40}).raise_for_status()  # edited in the UI
     wait_for(lambda: papi.get("v2/concurrency_limits/tag:drift-tag").json()["limit"] == 4, 20, "tag limit reverted")
     events = wait_for(
-        lambda: [e for e in json.loads(kubectl("get", "events", "-n", NS, "-o", "json").stdout)["items"]
-                 if e["involvedObject"]["name"] == "tagged" and e["reason"] == "DriftReverted" and "drift-tag" in e["message"]],
+        lambda: [
+            e
+            for e in json.loads(kubectl("get", "events", "-n", NS, "-o", "json").stdout)["items"]
+            if e["involvedObject"]["name"] == "tagged" and e["reason"] == "DriftReverted" and "drift-tag" in e["message"]
+        ],
         10,
         "DriftReverted event for the tag limit",
     )

@@ -252,6 +252,19 @@ def deployment_patch(desired: DesiredDeployment, actual: dict[str, Any]) -> dict
     want_schema, have_schema = desired.body["parameter_openapi_schema"], actual.get("parameter_openapi_schema")
     if not (_empty_schema(want_schema) and _empty_schema(have_schema)) and want_schema != have_schema:
         patch["parameter_openapi_schema"] = want_schema
+    patch |= _concurrency_patch(desired, actual)
+    if patch.keys() & {"work_pool_name", "work_queue_name", "job_variables"}:
+        # Prefect resolves the queue from both names of one PATCH: work_queue_name alone
+        # moves the deployment to that queue of the *default agent pool*, work_pool_name
+        # alone to the pool's default queue. Sending the pool also makes Prefect check
+        # job_variables against the pool's variables schema, which a PATCH without it skips.
+        patch["work_pool_name"] = desired.body["work_pool_name"]
+        patch["work_queue_name"] = desired.body["work_queue_name"]
+    return patch
+
+
+def _concurrency_patch(desired: DesiredDeployment, actual: dict[str, Any]) -> dict[str, Any]:
+    patch: dict[str, Any] = {}
     have_limit = (actual.get("global_concurrency_limit") or {}).get("limit")
     if desired.concurrency_limit != have_limit:
         # An explicit null deletes the deployment's limit in Prefect.
@@ -261,13 +274,6 @@ def deployment_patch(desired: DesiredDeployment, actual: dict[str, Any]) -> dict
             patch["concurrency_options"] = None
     elif _options(desired.concurrency_options) != _options(actual.get("concurrency_options")):
         patch["concurrency_options"] = desired.concurrency_options
-    if patch.keys() & {"work_pool_name", "work_queue_name", "job_variables"}:
-        # Prefect resolves the queue from both names of one PATCH: work_queue_name alone
-        # moves the deployment to that queue of the *default agent pool*, work_pool_name
-        # alone to the pool's default queue. Sending the pool also makes Prefect check
-        # job_variables against the pool's variables schema, which a PATCH without it skips.
-        patch["work_pool_name"] = desired.body["work_pool_name"]
-        patch["work_queue_name"] = desired.body["work_queue_name"]
     return patch
 
 
@@ -283,17 +289,17 @@ def _tz(tz: Any) -> Any:
 def _rrule(declared: str, stored: Any) -> str:
     """The stored rule as comparable with the declared one: Prefect (3.9) prepends a
     DTSTART line it picks to a rule that has none, so that line only counts when declared."""
-    stored = str(stored or "")
+    text = str(stored or "")
     if "DTSTART" in declared.upper():
-        return stored
-    return "\n".join(line for line in stored.splitlines() if not line.upper().startswith("DTSTART"))
+        return text
+    return "\n".join(line for line in text.splitlines() if not line.upper().startswith("DTSTART"))
 
 
 def _same_instant(a: Any, b: Any) -> bool:
     try:
         return datetime.fromisoformat(str(a).replace("Z", "+00:00")) == datetime.fromisoformat(str(b).replace("Z", "+00:00"))
     except ValueError:
-        return a == b
+        return bool(a == b)
 
 
 def schedule_differs(want: dict[str, Any], have: dict[str, Any]) -> bool:
@@ -313,7 +319,7 @@ def schedule_differs(want: dict[str, Any], have: dict[str, Any]) -> bool:
     # Without a declared anchor the server picks one; only a declared anchor is enforced.
     if "anchor_date" in w and not _same_instant(w["anchor_date"], h.get("anchor_date")):
         return True
-    return (
+    return bool(
         want["active"] != have.get("active")
         or want["max_scheduled_runs"] != have.get("max_scheduled_runs")
         or want["parameters"] != (have.get("parameters") or {})

@@ -42,7 +42,7 @@ async def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
 async def startup(
     settings: kopf.OperatorSettings,
     memo: kopf.Memo,
-    logger: logging.Logger,
+    logger: kopf.Logger,
     **_: Any,
 ) -> None:
     config = OperatorConfig.from_env()
@@ -68,7 +68,9 @@ async def startup(
         max_concurrent_writes=config.prefect_write_concurrency,
     )
     memo.runtime = Runtime(config=config, api=api, metrics=metrics)
-    logger.info("Prefect API %s, cluster %r, resync every %ss", config.prefect_api_url, config.cluster_name, config.resync_seconds)
+    logger.info(
+        "Prefect API %s, cluster %r, resync every %ss", config.prefect_api_url, config.cluster_name, config.resync_seconds
+    )
 
 
 @kopf.on.cleanup()

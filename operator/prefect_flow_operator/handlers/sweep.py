@@ -66,7 +66,7 @@ async def sweep_forever(rt: Runtime) -> None:
             rt.metrics.sweep_last_success.set_to_current_time()
         except PrefectUnavailable as exc:
             log.warning("drift sweep skipped: %s", exc)
-        except Exception:  # noqa: BLE001 - one failed pass must not end the loop
+        except Exception:  # one failed pass must not end the loop
             log.exception("drift sweep failed")
         rt.metrics.sweep_seconds.observe(time.monotonic() - started)
 
@@ -84,7 +84,7 @@ async def sweep_once(rt: Runtime) -> None:
         await rt.tags.sync(skip_all=True)  # once for the pass; each reconcile reads its part
     except PrefectUnavailable:
         raise
-    except Exception as exc:  # noqa: BLE001 - the deployments are still worth checking
+    except Exception as exc:  # the deployments are still worth checking
         log.warning("drift sweep: tag limits not synced: %s", exc)
     gate = asyncio.Semaphore(PARALLEL)
 
@@ -93,7 +93,7 @@ async def sweep_once(rt: Runtime) -> None:
         async with gate:
             try:
                 await rt.deployments.reconcile(e, rt.guarded_sink(e), bulk=Bulk(pool, by_uid.get(e.uid, UNSET)))
-            except Exception as exc:  # noqa: BLE001 - one resource must not end the pass
+            except Exception as exc:  # one resource must not end the pass
                 log.warning("drift sweep: %s not checked: %s", e.key, exc)
 
     await asyncio.gather(*(one(e) for e in deployments))
@@ -112,7 +112,7 @@ async def _sweep_pools(rt: Runtime) -> dict[str, Any]:
         name = e.spec.prefect_pool_name(e.name) if e.spec else e.name
         try:
             await rt.pools.reconcile(e, rt.guarded_sink(e), bulk=PoolBulk(pools.get(name), queues.get(name, [])))
-        except Exception as exc:  # noqa: BLE001 - one pool must not end the pass
+        except Exception as exc:  # one pool must not end the pass
             log.warning("drift sweep: pool %s not checked: %s", e.key, exc)
     # A pool re-created here must not look missing to the deployments below.
     return await read_pools(rt.api) if rt.api.writes != writes else pools

@@ -8,6 +8,7 @@ recreates schedules and drops scheduled runs.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -37,11 +38,13 @@ def by_name_path(flow: str, name: str) -> str:
 
 
 async def read_deployment(api: PrefectAPI, flow: str, name: str) -> dict[str, Any] | None:
-    return await api.get_or_none(by_name_path(flow, name), "deployments/name/{flow}/{name}")
+    found: dict[str, Any] | None = await api.get_or_none(by_name_path(flow, name), "deployments/name/{flow}/{name}")
+    return found
 
 
 async def read_pool(api: PrefectAPI, pool: str) -> dict[str, Any] | None:
-    return await api.get_or_none_shared(f"work_pools/{quote(pool, safe='')}", "work_pools/{name}")
+    found: dict[str, Any] | None = await api.get_or_none_shared(f"work_pools/{quote(pool, safe='')}", "work_pools/{name}")
+    return found
 
 
 async def observe(
@@ -147,10 +150,8 @@ async def _post(api: PrefectAPI, desired: DesiredDeployment, flow_id: str, made:
 
 async def _forget_flow(api: PrefectAPI, flow_id: str) -> None:
     """Take back a flow made for a create Prefect refused: a rejected change leaves nothing."""
-    try:
+    with contextlib.suppress(NotFound):
         await api.request("DELETE", f"flows/{flow_id}", template="flows/{id}")
-    except NotFound:
-        pass
 
 
 async def _apply_schedule_plan(api: PrefectAPI, dep_id: str, plan: SchedulePlan) -> None:
@@ -161,10 +162,8 @@ async def _apply_schedule_plan(api: PrefectAPI, dep_id: str, plan: SchedulePlan)
             "PATCH", f"deployments/{dep_id}/schedules/{sched_id}", template="deployments/{id}/schedules/{sid}", json=body
         )
     for sched_id in plan.delete:
-        try:
+        with contextlib.suppress(NotFound):
             await api.request("DELETE", f"deployments/{dep_id}/schedules/{sched_id}", template="deployments/{id}/schedules/{sid}")
-        except NotFound:
-            pass
 
 
 async def release_deployment(api: PrefectAPI, *, flow: str, dep: str, policy: str, owner: Owner) -> str:
@@ -179,10 +178,8 @@ async def release_deployment(api: PrefectAPI, *, flow: str, dep: str, policy: st
         return f"Prefect deployment {flow}/{dep} belongs to someone else; left alone"
     if policy == DeletionPolicy.ORPHAN:
         return f"Prefect deployment {flow}/{dep} orphaned (deletionPolicy: Orphan)"
-    try:
+    with contextlib.suppress(NotFound):
         await api.request("DELETE", f"deployments/{actual['id']}", template="deployments/{id}")
-    except NotFound:
-        pass
     return f"Prefect deployment {flow}/{dep} deleted"
 
 
@@ -207,7 +204,9 @@ async def sync_deployment(
     """One observe → plan → apply without the cluster around it (the CLI, the tests).
     The operator's reconciler runs the same three steps and adds status and events."""
     try:
-        observed = await observe(api, spec.flow_name, spec.prefect_deployment_name(name), spec.pool.name, pool=pool, actual=actual, access=access)
+        observed = await observe(
+            api, spec.flow_name, spec.prefect_deployment_name(name), spec.pool.name, pool=pool, actual=actual, access=access
+        )
         plan = plan_deployment(spec, name=name, owner=owner, observed=observed)
         if plan.empty:
             current = observed.actual or {}

@@ -65,8 +65,10 @@ class DeploymentReconciler:
         `bulk` given: a sweep pass (tag limits come from the pass's one sync). A handler's
         `e` is the event's body; any other caller's may be stale (`stale_ok=False`)."""
         spec = e.spec
-        names = (spec.flow_name, spec.prefect_deployment_name(e.name)) if spec else ("", "")
-        async with self.rt.locks.hold(e.uid, "name:{}/{}".format(*names)):
+        # Two resources naming one Prefect deployment read-then-create one after the other,
+        # so the later one sees the first one's labels and reports Conflict.
+        name_key = (f"name:{spec.flow_name}/{spec.prefect_deployment_name(e.name)}",) if spec else ()
+        async with self.rt.locks.hold(e.uid, *name_key):
             if self.rt.locks.released(e.uid) or ((bulk or not stale_ok) and not self.rt.is_current(e)):
                 return None  # deleted or changed since `e` was taken: its handler owns it now
             result = await self._sync(e, retry, bulk or Bulk())
@@ -83,7 +85,7 @@ class DeploymentReconciler:
                 return Result(Outcome(c.SUSPENDED, "spec.suspend is true: Prefect is not synced", ready=True), fields, [])
             async with self.rt.sync_gate:
                 applied = await self._observe_plan_apply(e, spec, bulk)
-        except Exception as exc:  # noqa: BLE001 - outcome_for re-raises what is not a reconcile failure
+        except Exception as exc:  # outcome_for re-raises what is not a reconcile failure
             return Result(outcome_for(exc, retry), fields, [])
         fields |= {
             "deploymentId": applied.deployment_id,
@@ -109,13 +111,17 @@ class DeploymentReconciler:
         spec = e.spec
         declares = bool(spec and spec.concurrency and spec.concurrency.tag_limits)
         if not outcome.ready or spec is None or spec.suspend or not (declares or e.status.get("tagLimits")):
-            return Outcome(outcome.reason, outcome.message, outcome.ready, outcome.stalled, outcome.retry_after, keep=(c.LIMIT_CONFLICT,))
+            return Outcome(
+                outcome.reason, outcome.message, outcome.ready, outcome.stalled, outcome.retry_after, keep=(c.LIMIT_CONFLICT,)
+            )
         try:
             if not sweep:  # the sweep synced tag limits once for the whole pass
                 await self.rt.tags.sync(me=e.key)
-        except Exception as exc:  # noqa: BLE001 - outcome_for re-raises what is not a reconcile failure
+        except Exception as exc:  # outcome_for re-raises what is not a reconcile failure
             failed = outcome_for(exc, retry)
-            return Outcome(failed.reason, f"tag limits: {failed.message}", retry_after=failed.retry_after, keep=(c.LIMIT_CONFLICT,))
+            return Outcome(
+                failed.reason, f"tag limits: {failed.message}", retry_after=failed.retry_after, keep=(c.LIMIT_CONFLICT,)
+            )
         view = self.rt.tags.view(e.key)
         self._warn_new_conflict(e, view.conditions)
         return Outcome(outcome.reason, outcome.message, ready=True, extra=view.conditions, tag_limits=view.tag_limits)
@@ -123,7 +129,7 @@ class DeploymentReconciler:
     def _warn_new_conflict(self, e: DeploymentEntry, conds: list[dict[str, Any]]) -> None:
         """An event when this resource's tag-limit conflict appears or changes, not on every pass."""
         new = next((x for x in conds if x["status"] == "True"), None)
-        old = next((x for x in e.status.get("conditions") or [] if x.get("type") == c.LIMIT_CONFLICT), {})
+        old: dict[str, Any] = next((x for x in e.status.get("conditions") or [] if x.get("type") == c.LIMIT_CONFLICT), {})
         if new and (old.get("status"), old.get("message")) != ("True", new["message"]):
             warn(object_ref(KIND, e.namespace, e.name, e.uid), c.LIMIT_CONFLICT, new["message"])
 
@@ -150,9 +156,14 @@ class DeploymentReconciler:
             return None  # nothing was ever written to Prefect for it
         try:
             message = await _release_in_prefect(self.rt, e, self.owner(e))
-        except Exception as exc:  # noqa: BLE001 - outcome_for re-raises what is not a reconcile failure
+        except Exception as exc:  # outcome_for re-raises what is not a reconcile failure
             failed = outcome_for(exc, retry)
-            outcome = Outcome(failed.reason, f"deletion waits for Prefect: {failed.message}", retry_after=failed.retry_after, keep=(c.LIMIT_CONFLICT,))
+            outcome = Outcome(
+                failed.reason,
+                f"deletion waits for Prefect: {failed.message}",
+                retry_after=failed.retry_after,
+                keep=(c.LIMIT_CONFLICT,),
+            )
             update = typed(PrefectFlowDeploymentStatus, status_update(e.status, outcome, e.generation, {}))
             if update and await sink.write(update) and outcome.reason != e.ready_reason:
                 warn(ref, outcome.reason, outcome.message)
@@ -173,7 +184,7 @@ class DeploymentReconciler:
         sink = self.rt.guarded_sink(e)
         try:
             written = await sink.write(typed(PrefectFlowDeploymentStatus, {"tagLimits": tag_limits, "conditions": conds}))
-        except Exception as exc:  # noqa: BLE001 - the sweep will try again
+        except Exception as exc:  # the sweep will try again
             log.warning("could not update tag-limit status of %s: %s", e.key, exc)
             return
         if written and cond and cond["status"] == "True" and (old is None or old.get("message") != cond["message"]):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -18,8 +18,8 @@ def object_ref(kind: str, namespace: str | None, name: str, uid: str) -> dict[st
 
 
 def info(ref: dict[str, Any], reason: str, message: str) -> None:
-    kopf.info(ref, reason=reason, message=message[:MAX_MESSAGE])
+    kopf.info(kopf.Body(cast(kopf.RawBody, ref)), reason=reason, message=message[:MAX_MESSAGE])
 
 
 def warn(ref: dict[str, Any], reason: str, message: str) -> None:
-    kopf.warn(ref, reason=reason, message=message[:MAX_MESSAGE])
+    kopf.warn(kopf.Body(cast(kopf.RawBody, ref)), reason=reason, message=message[:MAX_MESSAGE])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 # Tombstones only need to outlive the stale views that could still name a released
 # resource (one sweep pass, a late handler call); the oldest are forgotten beyond this.
@@ -33,9 +33,8 @@ class ResourceLocks:
         lock = self._locks.setdefault(first, asyncio.Lock())
         self._users[first] = self._users.get(first, 0) + 1
         try:
-            async with lock:
-                async with self.hold(*rest):
-                    yield
+            async with lock, self.hold(*rest):
+                yield
         finally:
             self._users[first] -= 1
             if not self._users[first]:

@@ -8,6 +8,7 @@ the cluster view (kopf's indexes) they read.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from .work_pool import PoolReconciler
 # At most this many PrefectFlowDeployment syncs talk to Prefect at once. Writes queue in
 # the client anyway (SQLite); the gate keeps 1,000 resources applied at once from holding
 # 1,000 pool documents and responses in memory while they wait.
+log = logging.getLogger(__name__)
 SYNC_PARALLEL = 16
 NAMESPACE_LABELS_TTL = 30.0  # seconds a namespace's labels are trusted for pool access
 
@@ -51,6 +53,7 @@ class Runtime:
     _pfd_index: Any = None
     _pwp_index: Any = None
     _ns_labels: dict[str, tuple[float, dict[str, str]]] = field(default_factory=dict)
+    _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.deployments = DeploymentReconciler(self)
@@ -82,10 +85,23 @@ class Runtime:
         return sorted(e.key for e in self.deployment_entries() if not e.deleting and _pool_of(e) == pool_name)
 
     async def pool_ready(self, pool_name: str) -> None:
-        """A pool exists now: resources that waited for it resolve at once, not at their retry."""
-        for e in list(self.deployment_entries()):
-            if e.settled and e.ready_reason == c.POOL_NOT_FOUND and _pool_of(e) == pool_name:
-                await self.deployments.reconcile(e, self.guarded_sink(e), stale_ok=False)
+        """A pool exists now: resources that waited for it resolve at once, not at their retry.
+        In the background, so the pool's own handler does not wait for 1,000 creates."""
+        waiting = [
+            e for e in self.deployment_entries() if e.settled and e.ready_reason == c.POOL_NOT_FOUND and _pool_of(e) == pool_name
+        ]
+        if waiting:
+            task = asyncio.create_task(self._resolve(waiting), name=f"pool-ready:{pool_name}")
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _resolve(self, waiting: list[DeploymentEntry]) -> None:
+        results = await asyncio.gather(
+            *(self.deployments.reconcile(e, self.guarded_sink(e), stale_ok=False) for e in waiting), return_exceptions=True
+        )
+        for e, result in zip(waiting, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("%s not resolved after its pool appeared: %s", e.key, result)
 
     async def pool_access(self, pool_name: str, namespace: str) -> str | None:
         """Why the PrefectWorkPool managing `pool_name` refuses `namespace`; None: allowed."""
@@ -138,6 +154,8 @@ class Runtime:
         return GuardedSink(self.writer, plural, e.namespace, e.name, e.resource_version)
 
     async def close(self) -> None:
+        for task in [*self._background]:
+            task.cancel()
         if self.sweeper:
             self.sweeper.cancel()
             await asyncio.gather(self.sweeper, return_exceptions=True)

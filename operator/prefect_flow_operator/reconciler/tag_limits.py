@@ -14,15 +14,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import kopf
-
 from .. import conditions as c
 from ..api.flow_deployment import KIND
 from ..desired.tag_limits import statuses_for
 from ..prefect.client import PrefectAPI
 from ..prefect.tag_limits import TagLedgerError, TagSyncResult, sync_tag_limits
 from .entries import DeploymentEntry
-from .events import object_ref
+from .events import info, object_ref
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +132,7 @@ class TagLimitCoalescer:
             notes = [n for tag in sorted(tags & set(by_tag)) for n in by_tag[tag]]
             if notes:
                 reason = "DriftReverted" if any(n.startswith("reverted") for n in notes) else "TagLimitSynced"
-                kopf.info(object_ref(KIND, e.namespace, e.name, e.uid), reason=reason, message="; ".join(notes)[:1000])
+                info(object_ref(KIND, e.namespace, e.name, e.uid), reason, "; ".join(notes))
 
     async def _tell_others(self, entries: list[DeploymentEntry], skip: set[str]) -> None:
         for e in entries:

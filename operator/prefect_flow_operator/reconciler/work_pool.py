@@ -57,7 +57,7 @@ class PoolReconciler:
                 return None  # deleted or changed since the sweep's view: its handler owns it now
             try:
                 result = await self._sync(e, bulk)
-            except Exception as exc:  # noqa: BLE001 - outcome_for re-raises what is not a reconcile failure
+            except Exception as exc:  # outcome_for re-raises what is not a reconcile failure
                 result = PoolSyncResult(outcome_for(exc, retry))
         if result is None:
             return None  # the bulk observation shows nothing to do
@@ -98,15 +98,19 @@ class PoolReconciler:
         try:
             users = self.rt.pool_users(pool_name)
             if users:
-                shown = ", ".join(users[:MAX_NAMED_USERS]) + (f" and {len(users) - MAX_NAMED_USERS} more" if len(users) > MAX_NAMED_USERS else "")
+                shown = ", ".join(users[:MAX_NAMED_USERS]) + (
+                    f" and {len(users) - MAX_NAMED_USERS} more" if len(users) > MAX_NAMED_USERS else ""
+                )
                 raise InUse(f"work pool {pool_name} is still used by {shown}; delete or move those PrefectFlowDeployments first")
             async with self.rt.locks.hold(e.uid):
                 self.rt.locks.release(e.uid)
                 await delete_work_pool(self.rt.api, pool_name)
-        except Exception as exc:  # noqa: BLE001 - outcome_for re-raises what is not a reconcile failure
+        except Exception as exc:  # outcome_for re-raises what is not a reconcile failure
             outcome = outcome_for(exc, retry)
             if not isinstance(exc, InUse):
-                outcome = Outcome(outcome.reason, f"deletion waits for Prefect: {outcome.message}", retry_after=outcome.retry_after)
+                outcome = Outcome(
+                    outcome.reason, f"deletion waits for Prefect: {outcome.message}", retry_after=outcome.retry_after
+                )
             update = typed(PrefectWorkPoolStatus, status_update(e.status, outcome, e.generation, {}))
             if update and await sink.write(update) and outcome.reason != e.ready_reason:
                 warn(ref, outcome.reason, outcome.message)
