@@ -2,7 +2,8 @@
 dry-run, and the operator runs under exactly the chart's RBAC — a token of the chart's
 ServiceAccount, RBAC authorization on — through create, edit, drift, events and delete,
 with not one "forbidden" in its log. Once cluster-wide (ClusterRole), once with
-`watchNamespaces` (Role per namespace + the cluster-scoped minimum)."""
+`watchNamespaces` (Role per namespace + the cluster-scoped minimum). The pools restrict
+their users with `allowedNamespaces.selector`, so the operator reads Namespace labels."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from tests.support.prefect_server import PrefectServer
 
 # kopf logs a denied request as "... -> APIForbiddenError('... is forbidden: User ...', ..., status=403)".
 FORBIDDEN = re.compile(r"forbidden|unauthorized|status=40[13]\b", re.IGNORECASE)
+# The label the pools' allowedNamespaces.selector asks for.
+ALLOWED = {"pfo.dev/rbac-test": "allowed"}
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +53,14 @@ def apply_objects(kubectl: Callable[..., Any], objs: list[dict[str, Any]], *extr
 
 
 @pytest.mark.parametrize("values", [{}, NAMESPACED_VALUES], ids=["cluster-wide", "namespaced"])
-def test_rendered_chart_passes_server_side_dry_run(control_plane: Any, kubectl: Callable[..., Any], values: dict[str, Any]) -> None:
+def test_rendered_chart_passes_server_side_dry_run(
+    control_plane: Any, kubectl: Callable[..., Any], values: dict[str, Any]
+) -> None:
     for ns in [RELEASE_NAMESPACE, *values.get("watchNamespaces", [])]:
         control_plane.ensure_namespace(ns)
-    objs = render({**values, "prefect": {"apiUrl": "http://prefect.example:4200/api", "existingSecret": "prefect-auth"}}, include_crds=True)
+    objs = render(
+        {**values, "prefect": {"apiUrl": "http://prefect.example:4200/api", "existingSecret": "prefect-auth"}}, include_crds=True
+    )
     kinds = sorted({o["kind"] for o in objs})
     expected = {"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"}
     if values.get("watchNamespaces"):
@@ -88,12 +95,28 @@ def _pfd(name: str, ns: str, pool: str, **spec: Any) -> dict[str, Any]:
         "apiVersion": "pfo.dev/v1alpha1",
         "kind": "PrefectFlowDeployment",
         "metadata": {"name": name, "namespace": ns},
-        "spec": {"flowName": "rbac-etl", "entrypoint": "flows/etl.py:etl", "image": "ghcr.io/acme/etl:1", "pool": {"name": pool}, **spec},
+        "spec": {
+            "flowName": "rbac-etl",
+            "entrypoint": "flows/etl.py:etl",
+            "image": "ghcr.io/acme/etl:1",
+            "pool": {"name": pool},
+            **spec,
+        },
     }
 
 
 def _get(kubectl: Callable[..., Any], kind: str, name: str, ns: str | None = None) -> dict[str, Any]:
     return json.loads(kubectl("get", kind, name, "-o", "json", *(["-n", ns] if ns else [])).stdout)
+
+
+def _pool(name: str, **spec: Any) -> dict[str, Any]:
+    """A PrefectWorkPool that only namespaces labelled ALLOWED may use."""
+    allowed = {"allowedNamespaces": {"selector": {"matchLabels": ALLOWED}}}
+    return {"apiVersion": "pfo.dev/v1alpha1", "kind": "PrefectWorkPool", "metadata": {"name": name}, "spec": {**allowed, **spec}}
+
+
+def _label(kubectl: Callable[..., Any], ns: str, labels: dict[str, str]) -> None:
+    kubectl("label", "namespace", ns, "--overwrite", *(f"{k}={v}" for k, v in labels.items()))
 
 
 def _ready(kubectl: Callable[..., Any], kind: str, name: str, ns: str | None = None) -> dict[str, Any]:
@@ -105,8 +128,8 @@ def _ready(kubectl: Callable[..., Any], kind: str, name: str, ns: str | None = N
 
 
 @pytest.mark.parametrize(
-    ("values", "release", "watched", "unwatched"),
-    [({}, "pfo-all", "rbac-all", None), (NAMESPACED_VALUES, "pfo-ns", "team-x", "team-z")],
+    ("values", "release", "watched", "refused", "unwatched"),
+    [({}, "pfo-all", "rbac-all", "rbac-all-refused", None), (NAMESPACED_VALUES, "pfo-ns", "team-x", "team-y", "team-z")],
     ids=["cluster-wide", "namespaced"],
 )
 def test_operator_runs_under_the_charts_rbac(
@@ -117,13 +140,23 @@ def test_operator_runs_under_the_charts_rbac(
     values: dict[str, Any],
     release: str,
     watched: str,
+    refused: str,
     unwatched: str | None,
 ) -> None:
     objs = render(values, include_crds=True, release=release)
     apply_objects(kubectl, pick(objs, "CustomResourceDefinition"), "--server-side")
-    kubectl("wait", "--for=condition=Established", "crd/prefectflowdeployments.pfo.dev", "crd/prefectworkpools.pfo.dev", "--timeout=60s")
-    for ns in [RELEASE_NAMESPACE, watched, *values.get("watchNamespaces", []), *([unwatched] if unwatched else [])]:
+    kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd/prefectflowdeployments.pfo.dev",
+        "crd/prefectworkpools.pfo.dev",
+        "--timeout=60s",
+    )
+    for ns in [RELEASE_NAMESPACE, watched, refused, *values.get("watchNamespaces", []), *([unwatched] if unwatched else [])]:
         control_plane.ensure_namespace(ns)
+    # The pool admits `watched` by its labels; `refused` lacks them (until labelled below).
+    _label(kubectl, watched, ALLOWED)
+    kubectl("label", "namespace", refused, *(f"{k}-" for k in ALLOWED), check=False)
     sa_kubeconfig = _install_rbac(control_plane, kubectl, objs)
 
     # The token really is the chart's ServiceAccount, and it is least-privilege.
@@ -132,6 +165,7 @@ def test_operator_runs_under_the_charts_rbac(
 
     assert can("patch", "prefectflowdeployments.pfo.dev", "-n", watched) == "yes"
     assert can("get", "secrets", "-n", watched) == "no"
+    assert can("get", f"namespace/{watched}") == "yes"
     assert can("delete", "prefectflowdeployments.pfo.dev", "-n", watched) == "no"
     if unwatched:
         assert can("list", "prefectflowdeployments.pfo.dev", "-n", unwatched) == "no"
@@ -143,18 +177,36 @@ def test_operator_runs_under_the_charts_rbac(
     op = OperatorProcess(kubeconfig=sa_kubeconfig, prefect_api_url=prefect.api_url, **env)
     try:
         op.start()
-        # Create: pool and deployment become Ready, with ownership labels from the chart's clusterName.
-        apply_objects(
-            kubectl,
-            [{"apiVersion": "pfo.dev/v1alpha1", "kind": "PrefectWorkPool", "metadata": {"name": pool}, "spec": {"concurrencyLimit": 3}}],
-        )
+        # Create: pool and deployment become Ready, with ownership labels from the chart's clusterName
+        # (the operator read the watched namespace's labels to let it use the pool).
+        apply_objects(kubectl, [_pool(pool, concurrencyLimit=3)])
         wait_for(lambda: _ready(kubectl, "pwp", pool), 60, "pool Ready")
-        apply_objects(kubectl, [_pfd(name, watched, pool, description="v1", schedules=[{"slug": "nightly", "cron": "0 2 * * *"}])])
+        apply_objects(
+            kubectl, [_pfd(name, watched, pool, description="v1", schedules=[{"slug": "nightly", "cron": "0 2 * * *"}])]
+        )
         obj = wait_for(lambda: _ready(kubectl, "pfd", name, watched), 60, "deployment Ready")
         assert "pfo.dev/finalizer" in obj["metadata"]["finalizers"]
         dep = prefect_deployment(papi, "rbac-etl", name)
         assert dep is not None and dep["id"] == obj["status"]["deploymentId"]
         assert dep["labels"]["pfo.dev/cluster"] == env["PFO_CLUSTER_NAME"]
+
+        # A namespace the selector does not match is refused without touching Prefect, and
+        # admitted by the sweep once it is labelled (the operator caches labels for 30 s).
+        other = f"{name}-refused"
+        apply_objects(kubectl, [_pfd(other, refused, pool)])
+        wait_for(
+            lambda: condition(_get(kubectl, "pfd", other, refused), "Ready")["reason"] == "NamespaceNotAllowed",
+            60,
+            "NamespaceNotAllowed",
+        )
+        obj = _get(kubectl, "pfd", other, refused)
+        assert condition(obj, "Ready")["status"] == "False" and condition(obj, "Stalled")["status"] == "True", obj["status"]
+        assert "pfo.dev/rbac-test=allowed" in condition(obj, "Ready")["message"], condition(obj, "Ready")
+        assert prefect_deployment(papi, "rbac-etl", other) is None
+        _label(kubectl, refused, ALLOWED)
+        wait_for(lambda: _ready(kubectl, "pfd", other, refused), 60, "admitted after labelling")
+        kubectl("delete", "pfd", other, "-n", refused, "--timeout=60s")
+        assert prefect_deployment(papi, "rbac-etl", other) is None
 
         # Edit: a spec change reaches Prefect.
         kubectl("patch", "pfd", name, "-n", watched, "--type=merge", "-p", json.dumps({"spec": {"description": "v2"}}))
@@ -199,15 +251,20 @@ def _cluster_role_grants() -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("drop", _cluster_role_grants(), ids=lambda g: f"{g[0]}-{g[1]}")
-def test_every_granted_verb_is_used(control_plane: Any, kubectl: Callable[..., Any], prefect: PrefectServer, drop: tuple[str, str]) -> None:
+def test_every_granted_verb_is_used(
+    control_plane: Any, kubectl: Callable[..., Any], prefect: PrefectServer, papi: httpx.Client, drop: tuple[str, str]
+) -> None:
     """The other half of least privilege: take any one verb away from the chart's ClusterRole
-    and the operator is denied within seconds of a pool and a deployment being applied."""
+    and the operator is denied within seconds of a pool and a deployment being applied.
+    The pool admits namespaces by a label selector, so `get namespaces` is needed too:
+    without it the deployment never becomes Ready and nothing reaches Prefect."""
     resource, verb = drop
     release = "drop-" + re.sub(r"[^a-z]+", "-", f"{resource}-{verb}")[:40].strip("-")
     objs = render({}, include_crds=True, release=release)
     apply_objects(kubectl, pick(objs, "CustomResourceDefinition"), "--server-side")
     for ns in (RELEASE_NAMESPACE, "rbac-drop"):
         control_plane.ensure_namespace(ns)
+    _label(kubectl, "rbac-drop", ALLOWED)
     (role,) = pick(objs, "ClusterRole")
     # One rule per (group, resource, verb), then leave out the one under test.
     role["rules"] = [
@@ -225,15 +282,22 @@ def test_every_granted_verb_is_used(control_plane: Any, kubectl: Callable[..., A
         op.start(timeout=90)
         apply_objects(
             kubectl,
-            [
-                {"apiVersion": "pfo.dev/v1alpha1", "kind": "PrefectWorkPool", "metadata": {"name": pool}, "spec": {}},
-                _pfd(name, "rbac-drop", pool),
-            ],
+            [_pool(pool), _pfd(name, "rbac-drop", pool)],
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not denied:
             denied = [line for line in op.log.read_text(errors="replace").splitlines() if FORBIDDEN.search(line)]
             time.sleep(0.5)
+        if (resource, verb) == ("namespaces", "get"):
+            # Everything else works: the pool is Ready, the sweep retries every 3 s, and still
+            # the deployment cannot be let in without its namespace's labels.
+            wait_for(lambda: _ready(kubectl, "pwp", pool), 60, "pool Ready")
+            time.sleep(8)
+            ready = [
+                x for x in _get(kubectl, "pfd", name, "rbac-drop").get("status", {}).get("conditions", []) if x["type"] == "Ready"
+            ]
+            assert not [x for x in ready if x["status"] == "True"], ready
+            assert prefect_deployment(papi, "rbac-etl", name) is None
     finally:
         op.stop()
         # The operator may have added finalizers it can no longer remove: clean up as admin.
