@@ -22,6 +22,7 @@ SUSPENDED = "Suspended"
 IN_USE = "InUse"
 LIMIT_CONFLICT = "LimitConflict"
 NAMESPACE_NOT_ALLOWED = "NamespaceNotAllowed"
+KUBERNETES_ERROR = "KubernetesError"
 
 
 @dataclass(frozen=True)

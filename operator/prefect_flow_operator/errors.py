@@ -12,7 +12,6 @@ from . import conditions as c
 from .conditions import Outcome
 
 POOL_RETRY = 10.0  # a pool applied together with its deployments usually appears within seconds
-ERROR_RETRY = 30.0  # Prefect errors that may pass (a server bug, a race with another writer)
 
 
 class ReconcileError(Exception):
@@ -49,6 +48,12 @@ class PoolMissing(ReconcileError):
 class NamespaceNotAllowed(ReconcileError):
     reason = c.NAMESPACE_NOT_ALLOWED
     stalled = True
+
+
+class KubernetesError(ReconcileError):
+    """The operator could not read what it needs from the cluster (RBAC, an outage)."""
+
+    reason = c.KUBERNETES_ERROR
 
 
 class Conflict(ReconcileError):

@@ -14,11 +14,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
+
 from .. import conditions as c
 from ..api.flow_deployment import PLURAL as PFD_PLURAL
 from ..api.work_pool import PLURAL as PWP_PLURAL
 from ..config import OperatorConfig
 from ..desired.work_pool import namespace_allowed, namespace_refusal
+from ..errors import KubernetesError
 from ..kube import StatusWriter
 from ..metrics import Metrics
 from ..prefect.client import PrefectAPI
@@ -122,7 +125,13 @@ class Runtime:
         cached = self._ns_labels.get(namespace)
         if cached and cached[0] > time.monotonic():
             return cached[1]
-        labels = await self.writer().namespace_labels(namespace)
+        try:
+            labels = await self.writer().namespace_labels(namespace)
+        except aiohttp.ClientError as exc:
+            raise KubernetesError(
+                f"cannot read the labels of namespace {namespace} that spec.allowedNamespaces.selector of its pool's "
+                f"PrefectWorkPool needs ({exc}); the operator needs get on namespaces (the chart grants it)"
+            ) from exc
         self._ns_labels[namespace] = (time.monotonic() + NAMESPACE_LABELS_TTL, labels)
         return labels
 
