@@ -27,7 +27,13 @@ POOL = "edge-pool"
 
 @pytest.fixture(scope="module")
 def prefect() -> Iterator[PrefectServer]:
-    with PrefectServer(services=True) as server:
+    # The scheduler runs, but its loops are slow (a minute): runs that are there right
+    # after an edit were put back by the operator, not by Prefect's scheduler.
+    slow = {
+        "PREFECT_SERVER_SERVICES_SCHEDULER_RECENT_DEPLOYMENTS_LOOP_SECONDS": "60",
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "60",
+    }
+    with PrefectServer(services=True, **slow) as server:
         yield server
 
 
@@ -86,7 +92,7 @@ def test_an_unrelated_edit_keeps_the_scheduled_runs(operator: Any, kubectl: Call
     )
     wait_for(lambda: papi.get(f"deployments/{dep_id}").json()["description"] == "edited", what="edit in Prefect")
     # Within the edit's own reconcile, long before the scheduler's next loop (60 s).
-    wait_for(lambda: future_runs(papi, dep_id) == before, timeout=5, what="the same scheduled runs again")
+    wait_for(lambda: future_runs(papi, dep_id) == before, timeout=2, what="the same scheduled runs again")
 
 
 def test_a_rejected_edit_writes_nothing(operator: Any, kubectl: Callable[..., Any], papi: httpx.Client) -> None:

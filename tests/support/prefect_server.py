@@ -50,13 +50,14 @@ def prefect_venv() -> Path:
 
 
 class PrefectServer:
-    def __init__(self, *, services: bool = False, startup_timeout: float = 120.0) -> None:
+    def __init__(self, *, services: bool = False, startup_timeout: float = 120.0, **settings: str) -> None:
         self.port = free_port()
         self.home = Path(tempfile.mkdtemp(prefix="pfo-prefect-"))
         self.services = services
         self.startup_timeout = startup_timeout
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = self.home / "server.log"
+        self.settings = settings  # extra PREFECT_* settings of the server
 
     @property
     def api_url(self) -> str:
@@ -72,6 +73,7 @@ class PrefectServer:
             PREFECT_SERVER_UI_ENABLED="false",
             PREFECT_API_URL=self.api_url,
         )
+        env.update(self.settings)
         return env
 
     def start(self) -> None:
