@@ -20,6 +20,9 @@ class ReconcileError(Exception):
     reason = c.PREFECT_ERROR
     stalled = False  # True: only a change of the spec (or of another object) can fix it
     retry_after: float | None = None  # None with stalled=False: back off exponentially
+    # What was written before the failure, and the Prefect object's id: status and events still say so.
+    changes: list[str] = []  # noqa: RUF012 - replaced per instance, never mutated
+    resource_id: str | None = None
 
 
 class SpecError(ReconcileError, ValueError):

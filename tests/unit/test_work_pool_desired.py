@@ -30,8 +30,9 @@ from prefect_flow_operator.desired.work_pool import (
     shift_priorities,
     template_supports,
 )
+from prefect_flow_operator.errors import outcome_for
 from prefect_flow_operator.prefect.client import PrefectError
-from prefect_flow_operator.prefect.work_pools import _error_outcome
+from prefect_flow_operator.prefect.work_pools import _failure
 
 # The shape of the Kubernetes worker's default template as the server serves it
 # (trimmed to what matters here; the integration test uses the real one).
@@ -514,15 +515,15 @@ def test_pool_drift() -> None:
 
 def test_refusal_names_the_spec_field() -> None:
     exc = PrefectError("PATCH", "work_pools/{name}", 422, "concurrency_limit: Input should be >= 0")
-    out = _error_outcome(exc, "pool", "updating it", {"concurrency_limit": -1, "is_paused": True}, "spec.")
+    out = outcome_for(_failure(exc, "pool", "updating it", {"concurrency_limit": -1, "is_paused": True}, "spec."), 0)
     assert out.reason == INVALID_SPEC and out.stalled and not out.ready
     assert "(fix spec.concurrencyLimit in" in out.message
     # No loc in the detail: every field that was sent is named.
     exc = PrefectError("PATCH", "work_pools/{pool}/queues/{name}", 422, "Invalid request received.")
-    out = _error_outcome(exc, "pool", "updating its queue q", {"priority": 2, "is_paused": True}, "spec.queues[q].")
+    out = outcome_for(_failure(exc, "pool", "updating its queue q", {"priority": 2, "is_paused": True}, "spec.queues[q]."), 0)
     assert "(fix spec.queues[q].priority, spec.queues[q].paused in" in out.message
     # Anything else is retried, not stalled.
-    out = _error_outcome(PrefectError("GET", "x", 500, "boom"), "pool", "reading it", {}, "spec.")
+    out = outcome_for(_failure(PrefectError("GET", "x", 500, "boom"), "pool", "reading it", {}, "spec."), 0)
     assert out.reason == PREFECT_ERROR and not out.stalled and out.retry_after
 
 

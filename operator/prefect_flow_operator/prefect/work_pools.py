@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from .. import conditions as c
 from ..api.work_pool import PrefectWorkPoolSpec
-from ..conditions import CONFLICT, INVALID_SPEC, PREFECT_ERROR, Outcome
+from ..conditions import Outcome
 from ..desired.work_pool import (
     QueueOp,
     describe_pool_patch,
@@ -27,10 +28,12 @@ from ..desired.work_pool import (
     pool_drift,
     pool_patch,
 )
+from ..errors import Conflict, ReconcileError, SpecError, outcome_for
 from .client import PAGE, NotFound, PrefectAPI, PrefectError
 
 __all__ = [
     "PoolSyncResult",
+    "apply_work_pool",
     "delete_work_pool",
     "fetch_kubernetes_default_template",
     "pool_drift",
@@ -140,29 +143,42 @@ async def sync_work_pool(
     *,
     default_template: Mapping[str, Any] | None = None,
 ) -> PoolSyncResult:
+    """`apply_work_pool` with its refusals as the outcome (the CLI, the tests); Prefect
+    unreachable or erring still raises."""
+    try:
+        return await apply_work_pool(api, spec, name, default_template=default_template)
+    except ReconcileError as exc:
+        return PoolSyncResult(outcome_for(exc, 0), pool_id=exc.resource_id, changes=exc.changes)
+
+
+async def apply_work_pool(
+    api: PrefectAPI,
+    spec: PrefectWorkPoolSpec,
+    name: str,
+    *,
+    default_template: Mapping[str, Any] | None = None,
+) -> PoolSyncResult:
     """Make the Prefect pool `name` and its declared queues match `spec`.
 
     Reads the pool and its queues (2 requests) and writes only what differs: nothing at
     all when in sync. `default_template` is `fetch_kubernetes_default_template`'s result
-    (fetched here when needed and not given). Prefect unreachable raises
-    `PrefectUnavailable`; Prefect rejecting the spec gives `InvalidSpec` (stalled).
+    (fetched here when needed and not given). Raises a ReconcileError (carrying the
+    `pool_id` and the `changes` written before it) when the pool cannot match.
     """
     names = [q.name for q in spec.queues]
     if duplicates := sorted({n for n in names if names.count(n) > 1}):
-        msg = f"spec.queues names queue(s) {', '.join(duplicates)} more than once; each queue may appear once"
-        return PoolSyncResult(Outcome(INVALID_SPEC, msg, stalled=True))
+        raise SpecError("queues", f"names queue(s) {', '.join(duplicates)} more than once; each queue may appear once")
     run = _PoolRun()
     try:
-        if (conflict := await _sync_pool(api, spec, name, default_template, run)) is not None:
-            return conflict
+        await _sync_pool(api, spec, name, default_template, run)
         queue_ids, moved = await _sync_queues(api, spec, name, run.changes)
     except _QueueError as err:
         what = f"{'creating' if err.op.action == 'create' else 'updating'} its queue {err.op.name}"
-        outcome = _error_outcome(err.exc, name, what, err.op.body, f"spec.queues[{err.op.name}].")
-        return PoolSyncResult(outcome, pool_id=run.pool_id, changes=run.changes)
+        raise run.failed(_failure(err.exc, name, what, err.op.body, f"spec.queues[{err.op.name}].")) from err
     except PrefectError as exc:
-        outcome = _error_outcome(exc, name, run.what, run.sent, "spec.")
-        return PoolSyncResult(outcome, pool_id=run.pool_id, changes=run.changes)
+        raise run.failed(_failure(exc, name, run.what, run.sent, "spec.")) from exc
+    except Conflict as exc:
+        raise run.failed(exc) from None
     message = _synced_message(name, len(spec.queues), moved)
     return PoolSyncResult(Outcome.synced(message), pool_id=run.pool_id, queue_ids=queue_ids, changes=run.changes)
 
@@ -181,11 +197,16 @@ class _PoolRun:
         pool_id: str | None = (self.pool or {}).get("id")
         return pool_id
 
+    def failed(self, exc: ReconcileError) -> ReconcileError:
+        """`exc`, carrying what this run wrote before it: status and events still say so."""
+        exc.resource_id, exc.changes = self.pool_id, self.changes
+        return exc
+
 
 async def _sync_pool(
     api: PrefectAPI, spec: PrefectWorkPoolSpec, name: str, default_template: Mapping[str, Any] | None, run: _PoolRun
-) -> PoolSyncResult | None:
-    """Create or patch the pool itself; a result only when it cannot match (type conflict)."""
+) -> None:
+    """Create or patch the pool itself; raises Conflict when it cannot match (another type)."""
     if default_template is None and spec.type == "kubernetes" and spec.base_job_template is None:
         default_template = await fetch_kubernetes_default_template(api)
     body = pool_body(spec, name, desired_template(spec, default_template))
@@ -202,14 +223,13 @@ async def _sync_pool(
             f"work pool {name} exists in Prefect with type {pool.get('type')!r} but the spec says "
             f"{spec.type!r}; Prefect cannot change a pool's type: delete the pool in Prefect or set another poolName"
         )
-        return PoolSyncResult(Outcome(CONFLICT, msg, stalled=True), pool_id=pool.get("id"))
+        raise Conflict(msg)
 
     patch = pool_patch(body, pool)
     if patch:
         run.what, run.sent = "updating it", patch
         await api.request("PATCH", f"work_pools/{_seg(name)}", template=POOL, json=patch)
         run.changes += describe_pool_patch(patch, pool)
-    return None
 
 
 def _synced_message(name: str, declared: int, moved: Mapping[str, tuple[int, int]]) -> str:
@@ -283,14 +303,23 @@ def _blamed_fields(exc: PrefectError, sent: Mapping[str, Any], prefix: str) -> l
     return [prefix + SPEC_FIELD.get(k, k) for k in keys]
 
 
-def _error_outcome(exc: PrefectError, pool: str, what: str, sent: Mapping[str, Any], prefix: str) -> Outcome:
+class PoolRefused(ReconcileError):
+    """Prefect refused the pool or a queue: validation the CRD schema cannot express
+    (template placeholders, reserved names in other letter cases)."""
+
+    reason = c.INVALID_SPEC
+    stalled = True
+
+
+class PoolWriteFailed(ReconcileError):
+    """Prefect erred on a pool or queue write in a way that may pass (conflicts, server bugs)."""
+
+    reason = c.PREFECT_ERROR
+    retry_after = RETRY_AFTER
+
+
+def _failure(exc: PrefectError, pool: str, what: str, sent: Mapping[str, Any], prefix: str) -> ReconcileError:
     if exc.status in (403, 422):
-        # Validation the CRD schema cannot express (template placeholders, reserved names
-        # in other letter cases): retrying cannot help until the spec changes.
         fields = ", ".join(_blamed_fields(exc, sent, prefix)) if exc.status == 422 else prefix + "poolName"
-        return Outcome(
-            INVALID_SPEC,
-            f"Prefect rejected work pool {pool} while {what}: {exc.detail} (fix {fields} in the PrefectWorkPool)",
-            stalled=True,
-        )
-    return Outcome(PREFECT_ERROR, f"Prefect error on work pool {pool} while {what}: {exc}", retry_after=RETRY_AFTER)
+        return PoolRefused(f"Prefect rejected work pool {pool} while {what}: {exc.detail} (fix {fields} in the PrefectWorkPool)")
+    return PoolWriteFailed(f"Prefect error on work pool {pool} while {what}: {exc}")

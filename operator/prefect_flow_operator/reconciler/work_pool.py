@@ -15,7 +15,7 @@ from ..api.common import DeletionPolicy
 from ..api.work_pool import KIND, PrefectWorkPoolSpec, PrefectWorkPoolStatus
 from ..conditions import Outcome
 from ..errors import InUse, ReconcileError, outcome_for
-from ..prefect.work_pools import PoolSyncResult, delete_work_pool, pool_drift, sync_work_pool
+from ..prefect.work_pools import PoolSyncResult, apply_work_pool, delete_work_pool, pool_drift
 from .entries import PoolEntry
 from .events import info, object_ref, warn
 from .sinks import StatusSink
@@ -57,6 +57,8 @@ class PoolReconciler:
                 return None  # deleted or changed since the sweep's view: its handler owns it now
             try:
                 result = await self._sync(e, bulk)
+            except ReconcileError as exc:
+                result = PoolSyncResult(outcome_for(exc, retry), pool_id=exc.resource_id, changes=exc.changes)
             except Exception as exc:  # outcome_for re-raises what is not a reconcile failure
                 result = PoolSyncResult(outcome_for(exc, retry))
         if result is None:
@@ -73,7 +75,7 @@ class PoolReconciler:
         template = await self.rt.kubernetes_template()
         if bulk is not None and not pool_drift(spec, pool_name, bulk.pool, bulk.queues, template):
             return None
-        return await sync_work_pool(self.rt.api, spec, pool_name, default_template=template)
+        return await apply_work_pool(self.rt.api, spec, pool_name, default_template=template)
 
     async def _project(self, e: PoolEntry, result: PoolSyncResult, fields: dict[str, Any], sink: StatusSink) -> None:
         outcome, ref = result.outcome, object_ref(KIND, None, e.name, e.uid)
