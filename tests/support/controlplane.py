@@ -319,14 +319,17 @@ class ControlPlane:
             proc: subprocess.Popen[bytes] | None = getattr(self, attr)
             if proc is None:
                 continue
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(self.stop_timeout)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            self._terminate(proc)
             setattr(self, attr, None)
+
+    def _terminate(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
     # ---------------------------------------------------------------- processes
 
@@ -400,14 +403,8 @@ class ControlPlane:
 
     def restart_apiserver(self, down_seconds: float) -> None:
         """Stop kube-apiserver, wait, and start it again on the same address (an outage)."""
-        proc = self.apiserver
-        assert proc is not None and self.dir is not None
-        proc.terminate()
-        try:
-            proc.wait(self.stop_timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        assert self.apiserver is not None and self.dir is not None
+        self._terminate(self.apiserver)
         time.sleep(down_seconds)
         deadline = time.monotonic() + self.startup_timeout
         self._start_apiserver(deadline, port=int(self.server.rsplit(":", 1)[1]))

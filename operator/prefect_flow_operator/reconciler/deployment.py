@@ -22,7 +22,7 @@ from ..prefect.deployments import UNSET, Applied
 from .entries import DeploymentEntry
 from .events import info, object_ref, warn
 from .sinks import StatusSink
-from .status import status_update, typed
+from .status import project, status_update, typed
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -134,20 +134,13 @@ class DeploymentReconciler:
             warn(object_ref(KIND, e.namespace, e.name, e.uid), c.LIMIT_CONFLICT, new["message"])
 
     async def _project(self, e: DeploymentEntry, result: Result, sink: StatusSink) -> None:
-        """Status, events and metrics of one reconcile."""
-        outcome, ref = result.outcome, object_ref(KIND, e.namespace, e.name, e.uid)
+        outcome = result.outcome
         fields = result.fields | ({"tagLimits": outcome.tag_limits} if outcome.tag_limits is not None else {})
         update = typed(PrefectFlowDeploymentStatus, status_update(e.status, outcome, e.generation, fields))
-        written = await sink.write(update) if update else False
-        self.rt.metrics.reconciles.labels(KIND, outcome.reason).inc()
-        if result.changes:
-            # A write for a generation already handled undoes an edit made in Prefect.
-            drift = e.settled and result.changes != ["created"]
-            self.rt.metrics.drift_reverts.labels(KIND).inc(drift)
-            info(ref, "DriftReverted" if drift else "Synced", "; ".join(result.changes))
-        if written and not outcome.ready and outcome.reason != e.ready_reason:
-            warn(ref, outcome.reason, outcome.message)
-            log.warning("%s %s: %s", e.key, outcome.reason, outcome.message)
+        # A write for a generation already handled undoes an edit made in Prefect; a create
+        # there means the pool appeared late, say.
+        drift = e.settled and result.changes != ["created"]
+        await project(self.rt, KIND, e, outcome, update, sink, result.changes, drift=drift)
 
     async def release(self, e: DeploymentEntry, sink: StatusSink, *, retry: int = 0) -> Outcome | None:
         """Carry out the deletion policy; an Outcome to report while Prefect cannot confirm."""

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from ..conditions import Outcome, conditions_for, now, same_conditions
+from .entries import Entry
+from .events import info, object_ref, warn
+from .sinks import StatusSink
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 
 def status_update(current: Mapping[str, Any], outcome: Outcome, generation: int | None, fields: dict[str, Any]) -> dict[str, Any]:
@@ -24,6 +33,30 @@ def status_update(current: Mapping[str, Any], outcome: Outcome, generation: int 
     if update and outcome.ready:
         update["lastSyncTime"] = now()
     return update
+
+
+async def project(
+    rt: Runtime,
+    kind: str,
+    e: Entry[Any],
+    outcome: Outcome,
+    update: dict[str, Any],
+    sink: StatusSink,
+    changes: list[str],
+    *,
+    drift: bool,
+) -> None:
+    """Status, events and metrics of one reconcile, for either kind.
+    `drift`: the writes undid an edit made in Prefect (not a create nor a spec change)."""
+    ref = object_ref(kind, e.namespace, e.name, e.uid)
+    written = await sink.write(update) if update else False
+    rt.metrics.reconciles.labels(kind, outcome.reason).inc()
+    if changes:
+        rt.metrics.drift_reverts.labels(kind).inc(drift)
+        info(ref, "DriftReverted" if drift else "Synced", "; ".join(changes))
+    if written and not outcome.ready and outcome.reason != e.ready_reason:
+        warn(ref, outcome.reason, outcome.message)
+        log.warning("%s %s: %s", e.key, outcome.reason, outcome.message)
 
 
 def typed(model: type[BaseModel], update: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from ..prefect.work_pools import PoolSyncResult, apply_work_pool, delete_work_po
 from .entries import PoolEntry
 from .events import info, object_ref, warn
 from .sinks import StatusSink
-from .status import status_update, typed
+from .status import project, status_update, typed
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -78,17 +78,8 @@ class PoolReconciler:
         return await apply_work_pool(self.rt.api, spec, pool_name, default_template=template)
 
     async def _project(self, e: PoolEntry, result: PoolSyncResult, fields: dict[str, Any], sink: StatusSink) -> None:
-        outcome, ref = result.outcome, object_ref(KIND, None, e.name, e.uid)
-        update = typed(PrefectWorkPoolStatus, status_update(e.status, outcome, e.generation, fields))
-        written = await sink.write(update) if update else False
-        self.rt.metrics.reconciles.labels(KIND, outcome.reason).inc()
-        if result.changes:
-            drift = e.settled
-            self.rt.metrics.drift_reverts.labels(KIND).inc(drift)
-            info(ref, "DriftReverted" if drift else "Synced", "; ".join(result.changes))
-        if written and not outcome.ready and outcome.reason != e.ready_reason:
-            warn(ref, outcome.reason, outcome.message)
-            log.warning("%s %s: %s", e.key, outcome.reason, outcome.message)
+        update = typed(PrefectWorkPoolStatus, status_update(e.status, result.outcome, e.generation, fields))
+        await project(self.rt, KIND, e, result.outcome, update, sink, result.changes, drift=e.settled)
 
     async def release(self, e: PoolEntry, sink: StatusSink, *, retry: int = 0) -> Outcome | None:
         """Delete (or orphan) the pool; an Outcome to report while it must wait."""
