@@ -34,3 +34,4 @@ if [ -x hack/helm/build.sh ] && [ "${PFO_SKIP_KUBE:-}" != 1 ] && [ "${PFO_SKIP_H
   HELM_BIN=$(hack/helm/build.sh | tail -n 1)
   echo "export PFO_HELM=$HELM_BIN"
 fi
+if [ -x hack/lua-health/build.sh ] && [ "${PFO_SKIP_KUBE:-}" != 1 ]; then LUA_HEALTH=$(hack/lua-health/build.sh | tail -n 1); echo "export PFO_LUA_HEALTH=$LUA_HEALTH"; fi  # gopher-lua harness for tests/unit/test_argocd_health_gopher.py
