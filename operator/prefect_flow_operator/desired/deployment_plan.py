@@ -108,7 +108,7 @@ def plan_deployment(spec: PrefectFlowDeploymentSpec, *, name: str, owner: Owner,
         labels = {k: v for k, v in (actual.get("labels") or {}).items() if not k.startswith("prefect.")}
         body = desired.create_body(actual["flow_id"])
         body["labels"] = {**labels, **desired.labels}
-        return DeploymentPlan(desired, actual["id"], actual.get("flow_id"), relabel=body, reschedule=_schedules_runs(desired))
+        return DeploymentPlan(desired, actual["id"], actual.get("flow_id"), relabel=body, reschedule=schedules_runs(desired))
     return plan_update(desired, actual)
 
 
@@ -120,11 +120,12 @@ def plan_update(desired: DesiredDeployment, actual: dict[str, Any]) -> Deploymen
         patch=deployment_patch(desired, actual),
         schedules=schedule_plan(desired.schedules, actual.get("schedules") or []),
     )
-    plan.reschedule = bool(plan.patch or plan.schedules) and _schedules_runs(desired)
+    plan.reschedule = bool(plan.patch or plan.schedules) and schedules_runs(desired)
     return plan
 
 
-def _schedules_runs(desired: DesiredDeployment) -> bool:
+def schedules_runs(desired: DesiredDeployment) -> bool:
+    """Prefect schedules runs for it: not paused, and at least one active schedule."""
     return not desired.body["paused"] and any(s["active"] for s in desired.schedules)
 
 

@@ -51,7 +51,10 @@ async def _reconcile(rt: Any, e: DeploymentEntry, patch: kopf.Patch, retry: int)
 
 
 @kopf.on.delete(*RESOURCE)
-async def release(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any) -> None:
+async def release(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **kwargs: Any) -> None:
+    # After a restart a deletion may be the first object handled: the cluster view must be
+    # there, or the tag limits would be synced as if nobody declared any.
+    ensure_sweeper(memo, kwargs["pfd_index"], kwargs["pwp_index"])
     rt = runtime(memo)
     with rt.metrics.reconciling(KIND):
         outcome = await rt.deployments.release(deployment_entry(body), HandlerSink(patch), retry=retry)

@@ -46,9 +46,11 @@ def ensure_sweeper(memo: kopf.Memo, pfd_index: kopf.Index[Any, Any], pwp_index: 
 
 
 def request_sweep(memo: kopf.Memo) -> None:
-    """Run a pass soon instead of at the next interval (a restart's resumed resources)."""
+    """Run a pass soon instead of at the next interval: once, for a restart's resumed
+    resources (kopf fills its indexes before any handler runs, so one pass sees them all)."""
     rt = runtime(memo)
-    if rt.sweep_wanted is not None:
+    if rt.sweep_wanted is not None and not rt.resume_swept:
+        rt.resume_swept = True
         rt.sweep_wanted.set()
 
 
@@ -76,6 +78,7 @@ async def sweep_once(rt: Runtime) -> None:
     pools = await _sweep_pools(rt)
     rt.metrics.resources.labels(PFD_KIND).set(sum(1 for _ in rt.deployment_entries()))
     by_uid: dict[str, dict[str, Any]] = {}
+    taken_at = time.monotonic()
     async for dep in rt.api.paged("deployments/filter"):
         labels = dep.get("labels") or {}
         if labels.get(LABEL_CLUSTER) == rt.config.cluster_name and LABEL_UID in labels:
@@ -92,7 +95,7 @@ async def sweep_once(rt: Runtime) -> None:
         pool = pools.get(e.spec.pool.name) if e.spec else None
         async with gate:
             try:
-                await rt.deployments.reconcile(e, rt.guarded_sink(e), bulk=Bulk(pool, by_uid.get(e.uid, UNSET)))
+                await rt.deployments.reconcile(e, rt.guarded_sink(e), bulk=Bulk(pool, by_uid.get(e.uid, UNSET), taken_at))
             except Exception as exc:  # one resource must not end the pass
                 log.warning("drift sweep: %s not checked: %s", e.key, exc)
 

@@ -6,12 +6,13 @@ from typing import Any
 
 import kopf
 
+from .. import conditions as c
 from ..api import GROUP, VERSION
 from ..api.work_pool import KIND, PLURAL
 from ..reconciler.entries import PoolEntry, pool_entry
 from ..reconciler.runtime import runtime
 from ..reconciler.sinks import HandlerSink
-from .sweep import ensure_sweeper
+from .sweep import ensure_sweeper, request_sweep
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 
@@ -22,19 +23,35 @@ def pwp_index(body: kopf.Body, name: str, **_: Any) -> dict[str, PoolEntry]:
 
 
 @kopf.on.resume(*RESOURCE)
+async def resume_pool(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **kwargs: Any) -> None:
+    """A pool handled at its generation is checked by the restart's sweep (bulk reads)."""
+    ensure_sweeper(memo, kwargs["pfd_index"], kwargs["pwp_index"])
+    e = pool_entry(body)
+    if e.settled and e.ready_reason not in (c.INVALID_SPEC, None):
+        request_sweep(memo)
+        return
+    await _reconcile(memo, e, patch, retry)
+
+
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE)
 async def reconcile_pool(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **kwargs: Any) -> None:
-    rt = runtime(memo)
     ensure_sweeper(memo, kwargs["pfd_index"], kwargs["pwp_index"])
+    await _reconcile(memo, pool_entry(body), patch, retry)
+
+
+async def _reconcile(memo: kopf.Memo, e: PoolEntry, patch: kopf.Patch, retry: int) -> None:
+    rt = runtime(memo)
     with rt.metrics.reconciling(KIND):
-        outcome = await rt.pools.reconcile(pool_entry(body), HandlerSink(patch), retry=retry)
+        outcome = await rt.pools.reconcile(e, HandlerSink(patch), retry=retry)
     if outcome is not None and outcome.retry_after is not None:
         raise kopf.TemporaryError(outcome.message, delay=outcome.retry_after)
 
 
 @kopf.on.delete(*RESOURCE)
-async def release_pool(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any) -> None:
+async def release_pool(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **kwargs: Any) -> None:
+    # The cluster view first: without it the pool would look unused and be deleted.
+    ensure_sweeper(memo, kwargs["pfd_index"], kwargs["pwp_index"])
     rt = runtime(memo)
     with rt.metrics.reconciling(KIND):
         outcome = await rt.pools.release(pool_entry(body), HandlerSink(patch), retry=retry)

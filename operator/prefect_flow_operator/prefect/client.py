@@ -115,13 +115,17 @@ class PrefectAPI:
 
     async def request(self, method: str, path: str, *, template: str | None = None, json: Any = None) -> Any:
         """Send one request; return the decoded body (None for 204)."""
+        return (await self.exchange(method, path, template=template, json=json))[1]
+
+    async def exchange(self, method: str, path: str, *, template: str | None = None, json: Any = None) -> tuple[int, Any]:
+        """`request`, with the status code (Prefect's upserts answer 201 only when they create)."""
         self.requests[(method, template or path)] += 1
         if _is_write(method, template or path):
             async with self._write_gate:
                 return await self._send(method, path, template, json)
         return await self._send(method, path, template, json)
 
-    async def _send(self, method: str, path: str, template: str | None, json: Any) -> Any:
+    async def _send(self, method: str, path: str, template: str | None, json: Any) -> tuple[int, Any]:
         attempt = 0
         while True:
             started = time.monotonic()
@@ -148,8 +152,8 @@ class PrefectAPI:
         if resp.status_code >= 400:
             raise PrefectError(method, template or path, resp.status_code, _detail(resp), _errors(resp))
         if resp.status_code == 204 or not resp.content:
-            return None
-        return resp.json()
+            return resp.status_code, None
+        return resp.status_code, resp.json()
 
     def _backoff(self, attempt: int) -> float:
         # Jittered: many reconciles hitting a busy SQLite server (503) must not retry in step.

@@ -94,14 +94,11 @@ async def _update(api: PrefectAPI, plan: DeploymentPlan) -> None:
 
 
 async def _flow(api: PrefectAPI, flow_name: str) -> tuple[str, bool]:
-    """The flow's id and whether this call created it. Read first and created only when
-    missing, so a refused create can take back the flow it made; remembered per name,
-    so 1,000 deployments of one flow cost one read, not 1,000 writes."""
-    found = await api.get_or_none(f"flows/name/{quote(flow_name, safe='')}", "flows/name/{name}")
-    created = found is None
-    if found is None:
-        found = await api.request("POST", "flows/", json={"name": flow_name})
-    return str(found["id"]), created
+    """The flow's id and whether this call created it (the upsert answers 201 then, 200 for
+    a flow someone else made: only a flow made here may be taken back); remembered per
+    name, so 1,000 deployments of one flow cost one write, not 1,000."""
+    status, found = await api.exchange("POST", "flows/", json={"name": flow_name})
+    return str(found["id"]), status == 201
 
 
 async def _create(api: PrefectAPI, plan: DeploymentPlan) -> Applied:

@@ -15,7 +15,7 @@ from .. import conditions as c
 from ..api.flow_deployment import KIND, PrefectFlowDeploymentSpec, PrefectFlowDeploymentStatus
 from ..conditions import Outcome
 from ..desired.deployment import Owner
-from ..desired.deployment_plan import plan_deployment
+from ..desired.deployment_plan import plan_deployment, schedules_runs
 from ..errors import ReconcileError, outcome_for
 from ..prefect import deployments as prefect
 from ..prefect.deployments import UNSET, Applied
@@ -36,6 +36,7 @@ class Bulk:
 
     pool: Any = UNSET
     actual: Any = UNSET
+    taken_at: float = float("inf")  # time.monotonic() when the sweep began reading
 
 
 @dataclass
@@ -71,7 +72,11 @@ class DeploymentReconciler:
         async with self.rt.locks.hold(e.uid, *name_key):
             if self.rt.locks.released(e.uid) or ((bulk or not stale_ok) and not self.rt.is_current(e)):
                 return None  # deleted or changed since `e` was taken: its handler owns it now
+            if bulk and self.rt.locks.written_since(e.uid, bulk.taken_at):
+                bulk = Bulk(pool=bulk.pool, taken_at=bulk.taken_at)  # written since the pages were read: read it afresh
             result = await self._sync(e, retry, bulk or Bulk())
+            if result.changes:
+                self.rt.locks.wrote(e.uid)
         result.outcome = await self._with_tags(e, result.outcome, retry, sweep=bulk is not None)
         await self._project(e, result, sink)
         return result.outcome
@@ -84,7 +89,7 @@ class DeploymentReconciler:
             if spec.suspend:
                 return Result(Outcome(c.SUSPENDED, "spec.suspend is true: Prefect is not synced", ready=True), fields, [])
             async with self.rt.sync_gate:
-                applied = await self._observe_plan_apply(e, spec, bulk)
+                applied = await self._observe_plan_apply(e, spec, bulk, recovering=retry > 0 or not e.settled)
         except Exception as exc:  # outcome_for re-raises what is not a reconcile failure
             return Result(outcome_for(exc, retry), fields, [])
         fields |= {
@@ -95,12 +100,19 @@ class DeploymentReconciler:
         name = f"{spec.flow_name}/{spec.prefect_deployment_name(e.name)}"
         return Result(Outcome.synced(f"Prefect deployment {name} is in sync"), fields, applied.changes)
 
-    async def _observe_plan_apply(self, e: DeploymentEntry, spec: PrefectFlowDeploymentSpec, bulk: Bulk) -> Applied:
+    async def _observe_plan_apply(
+        self, e: DeploymentEntry, spec: PrefectFlowDeploymentSpec, bulk: Bulk, *, recovering: bool
+    ) -> Applied:
         api = self.rt.api
         flow, dep = spec.flow_name, spec.prefect_deployment_name(e.name)
         access = await self.rt.pool_access(spec.pool.name, str(e.namespace))
         observed = await prefect.observe(api, flow, dep, spec.pool.name, pool=bulk.pool, actual=bulk.actual, access=access)
         plan = plan_deployment(spec, name=e.name, owner=self.owner(e), observed=observed)
+        if plan.empty and recovering and observed.actual is not None and schedules_runs(plan.desired):
+            # Writes of an earlier attempt may have landed and dropped the scheduled runs
+            # before it could put them back (a crash, Prefect gone): put them back now.
+            plan.reschedule = True
+            await prefect.apply(api, plan, observed.actual)
         if plan.empty:
             actual = observed.actual or {}
             return Applied(str(actual.get("id")), actual.get("flow_id"), [])
@@ -144,9 +156,9 @@ class DeploymentReconciler:
 
     async def release(self, e: DeploymentEntry, sink: StatusSink, *, retry: int = 0) -> Outcome | None:
         """Carry out the deletion policy; an Outcome to report while Prefect cannot confirm."""
+        # Always asked of Prefect, even for a resource that never got a deploymentId: a
+        # create whose answer was lost (a crash) may still have made one.
         ref = object_ref(KIND, e.namespace, e.name, e.uid)
-        if not e.status.get("deploymentId") and e.ready_reason == c.INVALID_SPEC:
-            return None  # nothing was ever written to Prefect for it
         try:
             message = await _release_in_prefect(self.rt, e, self.owner(e))
         except Exception as exc:  # outcome_for re-raises what is not a reconcile failure

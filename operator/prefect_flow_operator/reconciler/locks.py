@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ class ResourceLocks:
         self._locks: dict[str, asyncio.Lock] = {}
         self._users: dict[str, int] = {}
         self._released: OrderedDict[str, None] = OrderedDict()
+        self._written: OrderedDict[str, float] = OrderedDict()
         self._max = max_tombstones
 
     @asynccontextmanager
@@ -39,6 +41,17 @@ class ResourceLocks:
             self._users[first] -= 1
             if not self._users[first]:
                 del self._users[first], self._locks[first]
+
+    def wrote(self, uid: str) -> None:
+        """Something was written to Prefect for `uid` (under its lock), now."""
+        self._written[uid] = time.monotonic()
+        self._written.move_to_end(uid)
+        while len(self._written) > self._max:
+            self._written.popitem(last=False)
+
+    def written_since(self, uid: str, since: float) -> bool:
+        """A write for `uid` after `since`: a bulk read taken at `since` is stale for it."""
+        return self._written.get(uid, float("-inf")) > since
 
     def release(self, uid: str) -> None:
         self._released[uid] = None

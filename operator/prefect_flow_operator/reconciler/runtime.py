@@ -50,6 +50,7 @@ class Runtime:
     sync_gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(SYNC_PARALLEL))
     sweeper: asyncio.Task[None] | None = None
     sweep_wanted: asyncio.Event | None = None
+    resume_swept: bool = False
     connection: Any = None  # kopf.ConnectionInfo of the latest login
     _writer: StatusWriter | None = None
     _template: dict[str, Any] | None = None
@@ -109,9 +110,11 @@ class Runtime:
     async def pool_access(self, pool_name: str, namespace: str) -> str | None:
         """Why the PrefectWorkPool managing `pool_name` refuses `namespace`; None: allowed."""
         for pool in self.pool_entries():
-            spec = pool.spec
-            if spec is None or pool.deleting or spec.prefect_pool_name(pool.name) != pool_name:
+            if str(pool.raw.get("poolName") or pool.name) != pool_name:
                 continue
+            spec = pool.spec
+            if spec is None:  # its restrictions cannot be read: refuse rather than lift them
+                return f"PrefectWorkPool {pool.name} (work pool {pool_name}) has an invalid spec ({pool.invalid}); fix it"
             allowed = spec.allowed_namespaces
             if allowed is None:
                 return None
