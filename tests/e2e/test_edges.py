@@ -211,3 +211,22 @@ def test_deletion_waits_for_prefect_and_says_so(
     wait_for(lambda: gone(kubectl, name), timeout=90, what="deleted after Prefect is back")
     assert prefect_deployment(papi, "etl", name) is None
     assert papi.get(f"v2/concurrency_limits/tag:{tag}").status_code == 404
+
+
+def test_a_pool_fixed_by_the_platform_team_takes_the_resources_it_refused(
+    operator: Any, kubectl: Callable[..., Any], papi: httpx.Client
+) -> None:
+    stock = papi.get("collections/views/aggregate-worker-metadata").json()["prefect-kubernetes"]["kubernetes"][
+        "default_base_job_configuration"
+    ]
+    pool_name, name = unique("stock"), unique("needs-envfrom")
+    apply(kubectl, pool(pool_name, baseJobTemplate=stock))  # the stock template has no env_from
+    wait_for(lambda: ready(kubectl, "pwp", pool_name, None), what="pool Ready")
+    apply(kubectl, flow_deployment(name, pool_name, deploymentName=name, envFrom=[{"configMapRef": {"name": "settings"}}]))
+    wait_for(lambda: reason(kubectl, name)[0] == "PoolTemplateIncompatible", what="refused by the template")
+    apply(kubectl, pool(pool_name))  # the operator's default template carries envFrom
+    # No edit of the resource, and long before a sweep (resync 600 s): the pool's reconcile retries it.
+    wait_for(lambda: ready(kubectl, "pfd", name), timeout=15, what="Ready once the pool can carry envFrom")
+    assert prefect_deployment(papi, "etl", name) is not None
+    kubectl("delete", "pfd", name, "-n", NS, "--timeout=60s")
+    kubectl("delete", "pwp", pool_name, "--timeout=60s")

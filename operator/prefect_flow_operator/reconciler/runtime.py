@@ -88,12 +88,12 @@ class Runtime:
         """Live PrefectFlowDeployments whose spec.pool.name is `pool_name`."""
         return sorted(e.key for e in self.deployment_entries() if not e.deleting and _pool_of(e) == pool_name)
 
-    async def pool_ready(self, pool_name: str) -> None:
-        """A pool exists now: resources that waited for it resolve at once, not at their retry.
-        In the background, so the pool's own handler does not wait for 1,000 creates."""
-        waiting = [
-            e for e in self.deployment_entries() if e.settled and e.ready_reason == c.POOL_NOT_FOUND and _pool_of(e) == pool_name
-        ]
+    async def pool_ready(self, pool_name: str, *, changed: bool) -> None:
+        """A pool exists now: resources that waited for it resolve at once, not at their retry;
+        when its template changed, so do those it refused (Prefect or the operator may take
+        them now). In the background, so the pool's own handler does not wait for 1,000 creates."""
+        reasons = {c.POOL_NOT_FOUND} | ({c.INVALID_SPEC, c.POOL_TEMPLATE_INCOMPATIBLE} if changed else set())
+        waiting = [e for e in self.deployment_entries() if e.settled and e.ready_reason in reasons and _pool_of(e) == pool_name]
         if waiting:
             task = asyncio.create_task(self._resolve(waiting), name=f"pool-ready:{pool_name}")
             self._background.add(task)

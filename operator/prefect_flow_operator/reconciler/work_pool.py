@@ -66,7 +66,7 @@ class PoolReconciler:
         pool_name = str(e.raw.get("poolName") or e.name)
         await self._project(e, result, pool_fields(result, pool_name) if result.pool_id else {}, sink)
         if result.outcome.ready:
-            await self.rt.pool_ready(pool_name)
+            await self.rt.pool_ready(pool_name, changed=bool(result.changes))
         return result.outcome
 
     async def _sync(self, e: PoolEntry, bulk: PoolBulk | None) -> PoolSyncResult | None:
