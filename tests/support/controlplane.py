@@ -605,6 +605,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_term)
+    # Started in the background of a non-interactive shell, a process inherits SIGINT as
+    # ignored, and Python then leaves it so: Ctrl-C (or a test's SIGINT) must still stop it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     cp = ControlPlane(startup_timeout=opts.timeout, keep_dir=opts.keep or None)
     try:
         cp.start()
