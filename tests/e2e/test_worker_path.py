@@ -183,7 +183,13 @@ def test_worker_turns_a_flow_run_into_the_declared_job(control_plane: Any) -> No
                 deployment_id = obj["status"]["deploymentId"]
                 mark("pool and deployment Ready")
 
-                run = papi.post(f"deployments/{deployment_id}/create_flow_run", json={}).raise_for_status().json()
+                # A SQLite Prefect answers 503 while another write holds the database; Prefect's
+                # own client retries that, and so does this one.
+                run = wait_for(
+                    lambda: papi.post(f"deployments/{deployment_id}/create_flow_run", json={}).raise_for_status().json(),
+                    30,
+                    "a flow run",
+                )
                 run_id = run["id"]
 
                 worker = Worker(pool=POOL, api_url=server.api_url, kubeconfig=str(control_plane.kubeconfig))

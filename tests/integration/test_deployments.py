@@ -207,10 +207,10 @@ class StopServerAfter:
 
     def __init__(self, api: PrefectAPI, server: PrefectServer, key: tuple[str, str]) -> None:
         self.api, self.server, self.key = api, server, key
-        self.original = api.request
+        self.original = api.exchange
         self.stopped = False
 
-    async def _request(self, method: str, path: str, *, template: str | None = None, json: Any = None) -> Any:
+    async def _exchange(self, method: str, path: str, *, template: str | None = None, json: Any = None) -> tuple[int, Any]:
         result = await self.original(method, path, template=template, json=json)
         if not self.stopped and (method, template or path) == self.key:
             self.stopped = True
@@ -218,11 +218,11 @@ class StopServerAfter:
         return result
 
     def __enter__(self) -> StopServerAfter:
-        self.api.request = self._request  # type: ignore[method-assign]
+        self.api.exchange = self._exchange  # type: ignore[method-assign]  # every request goes through it
         return self
 
     def __exit__(self, *exc: object) -> None:
-        del self.api.request  # back to the class's method
+        del self.api.exchange  # back to the class's method
 
 
 # -- create ------------------------------------------------------------------------------
