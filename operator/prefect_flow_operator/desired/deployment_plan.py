@@ -130,7 +130,7 @@ def schedules_runs(desired: DesiredDeployment) -> bool:
 
 
 def _desired(spec: PrefectFlowDeploymentSpec, *, name: str, owner: Owner, observed: Observed) -> DesiredDeployment:
-    validate(spec)  # an invalid spec is reported whatever the pool
+    validate(spec)  # an invalid spec is reported whatever the pool (desired_deployment's own check is then cached)
     pool_name = spec.pool.name
     if observed.pool is None:
         raise PoolMissing(

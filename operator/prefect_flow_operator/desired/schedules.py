@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from zoneinfo import available_timezones
 
 import dateutil.rrule  # type: ignore[import-untyped,unused-ignore]
@@ -90,6 +90,7 @@ def _cron_problem(cron: str) -> Problem | None:
     return "cron", f"{cron!r} is not a cron expression Prefect accepts ({reason}); {_CRON_HELP}"
 
 
+@lru_cache(maxsize=4096)  # every reconcile and every sweep pass asks again about the same few expressions
 def _croniter_error(cron: str) -> str | None:
     """Why croniter.is_valid (what the server calls) refuses the expression, or None."""
     try:
@@ -129,6 +130,7 @@ def _short(rule: str) -> str:
     return repr(rule) if len(rule) <= 80 else repr(rule[:77] + "...")
 
 
+@lru_cache(maxsize=4096)
 def _rrule_error(text: str) -> str | None:
     try:
         dateutil.rrule.rrulestr(text, cache=True)
