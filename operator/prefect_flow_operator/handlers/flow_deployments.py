@@ -6,7 +6,6 @@ from typing import Any
 
 import kopf
 
-from .. import conditions as c
 from ..api import GROUP, VERSION
 from ..api.flow_deployment import KIND, PLURAL
 from ..reconciler.entries import DeploymentEntry, deployment_entry
@@ -30,7 +29,7 @@ async def resume(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int
     rt = runtime(memo)
     ensure_sweeper(memo, kwargs["pfd_index"], kwargs["pwp_index"])
     e = deployment_entry(body)
-    if e.settled and e.ready_reason not in (c.INVALID_SPEC, None):
+    if e.sweepable:
         request_sweep(memo)
         return
     await _reconcile(rt, e, patch, retry)

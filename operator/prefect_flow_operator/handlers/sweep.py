@@ -17,7 +17,6 @@ from typing import Any
 
 import kopf
 
-from .. import conditions as c
 from ..api.flow_deployment import KIND as PFD_KIND
 from ..api.work_pool import KIND as PWP_KIND
 from ..desired.deployment import LABEL_CLUSTER, LABEL_UID
@@ -74,7 +73,7 @@ async def sweep_forever(rt: Runtime) -> None:
 
 
 async def sweep_once(rt: Runtime) -> None:
-    deployments = [e for e in rt.deployment_entries() if _due(e)]
+    deployments = [e for e in rt.deployment_entries() if e.sweepable]
     pools = await _sweep_pools(rt)
     rt.metrics.resources.labels(PFD_KIND).set(sum(1 for _ in rt.deployment_entries()))
     by_uid: dict[str, dict[str, Any]] = {}
@@ -105,7 +104,7 @@ async def sweep_once(rt: Runtime) -> None:
 async def _sweep_pools(rt: Runtime) -> dict[str, Any]:
     """Check every settled pool against one bulk read; the pools as Prefect has them after."""
     pools = await read_pools(rt.api)
-    entries = [e for e in rt.pool_entries() if _due(e)]
+    entries = [e for e in rt.pool_entries() if e.sweepable]
     rt.metrics.resources.labels(PWP_KIND).set(sum(1 for _ in rt.pool_entries()))
     if not entries:
         return pools
@@ -119,9 +118,3 @@ async def _sweep_pools(rt: Runtime) -> dict[str, Any]:
             log.warning("drift sweep: pool %s not checked: %s", e.key, exc)
     # A pool re-created here must not look missing to the deployments below.
     return await read_pools(rt.api) if rt.api.writes != writes else pools
-
-
-def _due(e: Any) -> bool:
-    """Handled at its current generation, and not stalled on its own spec (only a spec
-    change can fix InvalidSpec; the handler runs again then)."""
-    return bool(e.settled and e.ready_reason != c.INVALID_SPEC)

@@ -6,7 +6,6 @@ from typing import Any
 
 import kopf
 
-from .. import conditions as c
 from ..api import GROUP, VERSION
 from ..api.work_pool import KIND, PLURAL
 from ..reconciler.entries import PoolEntry, pool_entry
@@ -27,7 +26,7 @@ async def resume_pool(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry
     """A pool handled at its generation is checked by the restart's sweep (bulk reads)."""
     ensure_sweeper(memo, kwargs["pfd_index"], kwargs["pwp_index"])
     e = pool_entry(body)
-    if e.settled and e.ready_reason not in (c.INVALID_SPEC, None):
+    if e.sweepable:
         request_sweep(memo)
         return
     await _reconcile(memo, e, patch, retry)

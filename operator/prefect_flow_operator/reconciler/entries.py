@@ -51,6 +51,12 @@ class Entry(Generic[S]):
         return self.status.get("observedGeneration") == self.generation and not self.deleting
 
     @property
+    def sweepable(self) -> bool:
+        """The sweep checks it (on resume too, instead of a point read each): handled at its
+        generation and not stalled on its own spec (only a spec change fixes InvalidSpec)."""
+        return self.settled and self.ready_reason not in (c.INVALID_SPEC, None)
+
+    @property
     def hands_off(self) -> bool:
         """Refused for its current generation (invalid, conflicting, not allowed): it must
         not shape shared state such as tag limits."""
