@@ -145,13 +145,7 @@ def test_operator_runs_under_the_charts_rbac(
 ) -> None:
     objs = render(values, include_crds=True, release=release)
     apply_objects(kubectl, pick(objs, "CustomResourceDefinition"), "--server-side")
-    kubectl(
-        "wait",
-        "--for=condition=Established",
-        "crd/prefectflowdeployments.pfo.dev",
-        "crd/prefectworkpools.pfo.dev",
-        "--timeout=60s",
-    )
+    control_plane.wait_for_crds()
     for ns in [RELEASE_NAMESPACE, watched, refused, *values.get("watchNamespaces", []), *([unwatched] if unwatched else [])]:
         control_plane.ensure_namespace(ns)
     # The pool admits `watched` by its labels; `refused` lacks them (until labelled below).

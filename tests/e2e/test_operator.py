@@ -49,15 +49,9 @@ def kubectl(control_plane: Any) -> Callable[..., Any]:
 
 
 @pytest.fixture(scope="module")
-def crds(kubectl: Callable[..., Any]) -> None:
+def crds(control_plane: Any, kubectl: Callable[..., Any]) -> None:
     kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    kubectl(
-        "wait",
-        "--for=condition=Established",
-        "crd/prefectflowdeployments.pfo.dev",
-        "crd/prefectworkpools.pfo.dev",
-        "--timeout=60s",
-    )
+    control_plane.wait_for_crds()
     kubectl("create", "namespace", NS, check=False)
 
 
@@ -184,6 +178,11 @@ def test_pool_and_deployment_reconcile_and_follow_edits(
     assert 'pfo_prefect_requests_total{method="PATCH",path="deployments/{id}",status="204"}' in metrics
 
 
+def events_about(kubectl: Callable[..., Any], name: str, reason: str, text: str) -> list[dict[str, Any]]:
+    items = json.loads(kubectl("get", "events", "-n", NS, "-o", "json").stdout)["items"]
+    return [e for e in items if e["involvedObject"]["name"] == name and e["reason"] == reason and text in e["message"]]
+
+
 def test_drift_in_prefect_is_reverted_with_an_event(
     operator: OperatorProcess, kubectl: Callable[..., Any], papi: httpx.Client
 ) -> None:
@@ -192,15 +191,7 @@ def test_drift_in_prefect_is_reverted_with_an_event(
     dep = prefect_deployment(papi, "etl", "drifty")
     papi.patch(f"deployments/{dep['id']}", json={"description": "edited in the UI"}).raise_for_status()
     wait_for(lambda: prefect_deployment(papi, "etl", "drifty")["description"] == "declared", 20, "drift reverted")
-    events = wait_for(
-        lambda: [
-            e
-            for e in json.loads(kubectl("get", "events", "-n", NS, "-o", "json").stdout)["items"]
-            if e["involvedObject"]["name"] == "drifty" and e["reason"] == "DriftReverted" and "description" in e["message"]
-        ],
-        10,
-        "DriftReverted event",
-    )
+    events = wait_for(lambda: events_about(kubectl, "drifty", "DriftReverted", "description"), 10, "DriftReverted event")
     assert events[0]["type"] == "Normal"
 
 
@@ -216,16 +207,8 @@ def test_tag_limit_drift_is_reverted_with_an_event(
     assert papi.get("v2/concurrency_limits/tag:drift-tag").json()["limit"] == 4
     papi.patch("v2/concurrency_limits/tag:drift-tag", json={"limit": 40}).raise_for_status()  # edited in the UI
     wait_for(lambda: papi.get("v2/concurrency_limits/tag:drift-tag").json()["limit"] == 4, 20, "tag limit reverted")
-    events = wait_for(
-        lambda: [
-            e
-            for e in json.loads(kubectl("get", "events", "-n", NS, "-o", "json").stdout)["items"]
-            if e["involvedObject"]["name"] == "tagged" and e["reason"] == "DriftReverted" and "drift-tag" in e["message"]
-        ],
-        10,
-        "DriftReverted event for the tag limit",
-    )
-    assert "4" in events[0]["message"]
+    events = wait_for(lambda: events_about(kubectl, "tagged", "DriftReverted", "drift-tag"), 10, "tag-limit DriftReverted event")
+    assert "'drift-tag' to 4" in events[0]["message"], events[0]["message"]
 
 
 def test_delete_removes_the_deployment_and_orphan_keeps_it(

@@ -113,13 +113,7 @@ def test_worker_turns_a_flow_run_into_the_declared_job(control_plane: Any) -> No
         return control_plane.kubectl(*args, input=input, check=check)
 
     kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    kubectl(
-        "wait",
-        "--for=condition=Established",
-        "crd/prefectflowdeployments.pfo.dev",
-        "crd/prefectworkpools.pfo.dev",
-        "--timeout=60s",
-    )
+    control_plane.wait_for_crds()
     control_plane.ensure_namespace(NS)
     control_plane.create_service_account(NS, SA)
     apply(

@@ -558,6 +558,11 @@ class ControlPlane:
         """`kubectl apply` the given objects as admin."""
         self.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)}))
 
+    def wait_for_crds(self) -> None:
+        """The operator's CRDs (applied by the caller) are served."""
+        crds = ("crd/prefectflowdeployments.pfo.dev", "crd/prefectworkpools.pfo.dev")
+        self.kubectl("wait", "--for=condition=Established", *crds, "--timeout=60s")
+
     def ensure_namespace(self, name: str, *, default_service_account: bool = True) -> None:
         """Create the namespace if missing, and (there is no controller-manager) its `default` ServiceAccount,
         without which the ServiceAccount admission plugin rejects pods that name none."""
