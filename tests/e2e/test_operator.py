@@ -178,6 +178,34 @@ def test_pool_and_deployment_reconcile_and_follow_edits(
     assert 'pfo_prefect_requests_total{method="PATCH",path="deployments/{id}",status="204"}' in metrics
 
 
+def sweeps_done(operator: OperatorProcess) -> float:
+    text = httpx.get(f"http://127.0.0.1:{operator.metrics_port}/metrics").text
+    return next(float(x.split()[-1]) for x in text.splitlines() if x.startswith("pfo_sweep_duration_seconds_count"))
+
+
+def test_resources_in_sync_are_not_rewritten_by_the_sweep(
+    operator: OperatorProcess, kubectl: Callable[..., Any], papi: httpx.Client
+) -> None:
+    """A settled resource costs the API server nothing per pass: no status write, so no
+    watch event for kopf, Argo CD or anyone else watching (1,000 resources = 1,000 writes a pass)."""
+    apply(
+        kubectl,
+        pool("quiet-pool", queues=[{"name": "batch"}]),
+        flow_deployment("quiet", "quiet-pool", concurrency={"tagLimits": [{"tag": "quiet", "limit": 2}]},
+                        schedules=[{"slug": "daily", "cron": "0 4 * * *"}]),
+    )
+    wait_for(lambda: ready(kubectl, "pfd", "quiet") and ready(kubectl, "pwp", "quiet-pool", None), what="both Ready")
+    start = sweeps_done(operator)
+    wait_for(lambda: sweeps_done(operator) >= start + 1, 30, "a sweep pass")
+    before = [get(kubectl, "pfd", "quiet")["metadata"]["resourceVersion"],
+              get(kubectl, "pwp", "quiet-pool", None)["metadata"]["resourceVersion"]]
+    start = sweeps_done(operator)
+    wait_for(lambda: sweeps_done(operator) >= start + 2, 30, "two more sweep passes")
+    after = [get(kubectl, "pfd", "quiet")["metadata"]["resourceVersion"],
+             get(kubectl, "pwp", "quiet-pool", None)["metadata"]["resourceVersion"]]
+    assert after == before, "a sweep pass rewrote a resource that was in sync"
+
+
 def events_about(kubectl: Callable[..., Any], name: str, reason: str, text: str) -> list[dict[str, Any]]:
     items = json.loads(kubectl("get", "events", "-n", NS, "-o", "json").stdout)["items"]
     return [e for e in items if e["involvedObject"]["name"] == name and e["reason"] == reason and text in e["message"]]

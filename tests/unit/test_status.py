@@ -49,3 +49,18 @@ def test_not_ready_does_not_touch_last_sync_time() -> None:
 
 def test_backoff_doubles_and_is_capped() -> None:
     assert [retry_delay(r) for r in range(8)] == [2, 4, 8, 16, 32, 60, 60, 60]
+
+
+def test_a_status_read_back_through_the_index_needs_no_write() -> None:
+    """The sweep compares with the index entry's copy of status: every key a reconcile
+    writes must survive that copy, or each pass rewrites every resource."""
+    from prefect_flow_operator.reconciler.entries import deployment_entry, pool_entry
+
+    pfd_fields = {"deploymentId": "d", "flowId": "f", "workPool": "p", "workQueue": "q", "url": "http://ui/d",
+                  "tagLimits": [{"tag": "t", "declared": 2, "effective": 2}]}
+    pwp_fields = {"poolId": "p", "poolName": "pool", "queues": [{"name": "default", "id": "q"}], "url": "http://ui/p"}
+    for make, fields in ((deployment_entry, pfd_fields), (pool_entry, pwp_fields)):
+        written = status_update({}, Outcome.synced("in sync"), 2, fields)
+        body = {"metadata": {"name": "x", "namespace": "ns", "uid": "u", "generation": 2}, "spec": {}, "status": written}
+        e = make(body)
+        assert status_update(e.status, Outcome.synced("in sync"), 2, fields) == {}, make.__name__

@@ -14,12 +14,20 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from .. import conditions as c
-from ..api.flow_deployment import PrefectFlowDeploymentSpec
-from ..api.work_pool import PrefectWorkPoolSpec
+from ..api.flow_deployment import PrefectFlowDeploymentSpec, PrefectFlowDeploymentStatus
+from ..api.work_pool import PrefectWorkPoolSpec, PrefectWorkPoolStatus
 
 S = TypeVar("S", bound=BaseModel)
-# The status keys the reconcilers compare with; the rest (kopf's own) is not copied.
-STATUS_KEYS = ("conditions", "observedGeneration", "deploymentId", "flowId", "url", "tagLimits", "poolId", "poolName", "queues")
+
+def _status_keys(*models: type[BaseModel]) -> tuple[str, ...]:
+    # Every key the reconcilers write, from the API's status models: a key missing here
+    # would look changed on every pass and be rewritten (1,000 status writes per sweep).
+    # lastSyncTime is written only along with a change, never compared; kopf's own is not copied.
+    keys = {f.alias or name for m in models for name, f in m.model_fields.items()}
+    return tuple(sorted(keys - {"lastSyncTime"}))
+
+
+STATUS_KEYS = _status_keys(PrefectFlowDeploymentStatus, PrefectWorkPoolStatus)
 # Reasons that mean: this resource touches nothing in Prefect at this generation.
 HANDS_OFF = (c.INVALID_SPEC, c.CONFLICT, c.NAMESPACE_NOT_ALLOWED)
 
