@@ -9,61 +9,20 @@
 #   ${PFO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/prefect-flow-operator}/lua-health/<hash>/lua-health
 # where <hash> covers go.mod, go.sum and the Go sources, so an edit builds a new one and a
 # cached binary needs no Go at all. Logs go to stderr; stdout carries only the path.
+# Cache, lock and publish: hack/lib/go-tool.sh.
 set -euo pipefail
 
-src="$(cd "$(dirname "$0")" && pwd)"
-
-log() { printf 'lua-health-build: %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+src="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=../lib/go-tool.sh
+source "$src/../lib/go-tool.sh"
+GO_TOOL_NAME=lua-health
 
 hash="$(cd "$src" && export LC_ALL=C && cat go.mod go.sum ./*.go | sha256sum | cut -c1-16)"
-cache_root="${PFO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/prefect-flow-operator}"
-cache="$cache_root/lua-health"
-dest="$cache/$hash"
 
-if [[ -x "$dest/lua-health" ]]; then
-    log "cached: $dest/lua-health"
-    echo "$dest/lua-health"
-    exit 0
-fi
-
-command -v go >/dev/null 2>&1 ||
-    die "no cached harness at $dest and 'go' is not on PATH: install Go (the module proxy must be reachable)"
-
-mkdir -p "$cache"
-if command -v flock >/dev/null 2>&1; then
-    exec 9>"$cache/.lock"
-    if ! flock -n 9; then
-        log "another build is running; waiting for $cache/.lock"
-        flock 9
-    fi
-    if [[ -x "$dest/lua-health" ]]; then
-        echo "$dest/lua-health"
-        exit 0
-    fi
-    rm -rf "$cache"/.build-*
-fi
-
-tmp="$(mktemp -d "$cache/.build-$hash.XXXXXX")"
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-log "building the gopher-lua health harness into $dest (seconds; up to half a minute with an empty Go build cache)"
-start=$SECONDS
-(
-    # -mod=readonly: go.mod and go.sum are committed and never rewritten by a build.
-    export GOWORK=off CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false"
+build() {
     cd "$src"
-    go build -trimpath -ldflags "-s -w" -o "$tmp/lua-health" .
-) >&2 || die "go build failed (see output above)"
+    # -mod=readonly: go.mod and go.sum are committed and never rewritten by a build.
+    GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -ldflags "-s -w" -o "$1/lua-health" .
+}
 
-elapsed=$((SECONDS - start))
-{
-    go version -m "$tmp/lua-health" | sed "1s/^.*: /go /"
-    echo "build_seconds $elapsed"
-} >"$tmp/VERSIONS"
-chmod 755 "$tmp"
-mv -T "$tmp" "$dest" 2>/dev/null || { [[ -x "$dest/lua-health" ]] || die "could not move $tmp to $dest"; }
-log "built in ${elapsed}s: $dest/lua-health"
-echo "$dest/lua-health"
+go_tool_install "$hash" lua-health "the gopher-lua health harness (seconds; up to half a minute with an empty Go build cache)" build
