@@ -3,11 +3,14 @@
     pfo import prefect.yaml [--out DIR] [--namespace NS] [--image IMG] [--set KEY=VALUE ...]
                             [--adopt] [--pools] [--schemas] [--code-dir DIR]
     pfo schema path/to/file.py:flow [--code-dir DIR] [-o json|yaml]
+    pfo run [-n NAMESPACE] NAME [--param KEY=VALUE ...] [--watch]
+    pfo diff -f PATH ... [--prune] [-o text|json]
 
 Manifests go to stdout (one YAML stream) or, with --out, one file per resource. Notes
 (keys not mapped, values derived) go to stderr; errors too, with exit status 1.
 Nothing here is imported by the operator; prefect-client is imported only by --schemas
-and `pfo schema`.
+and `pfo schema`. `run` and `diff` (docs/cli.md) use the user's kubeconfig and the
+operator's Prefect settings and client.
 """
 
 from __future__ import annotations
@@ -54,7 +57,39 @@ def _parser() -> argparse.ArgumentParser:
     sch.add_argument("entrypoint", help="path/to/file.py:flow_function")
     sch.add_argument("--code-dir", type=Path, default=Path("."), help="directory the entrypoint is relative to (default: .)")
     sch.add_argument("-o", "--output", choices=("json", "yaml"), default="json")
+    _run_parser(sub)
+    _diff_parser(sub)
     return p
+
+
+def _run_parser(sub: Any) -> None:
+    epilog = (
+        "Exit status: 0 created (--watch: Completed), 1 error or not Ready, 3 Failed, 4 Crashed, 5 Cancelled, "
+        "130 interrupted. See docs/cli.md."
+    )
+    run = sub.add_parser("run", help="start a flow run of a PrefectFlowDeployment's deployment", epilog=epilog)
+    run.add_argument("name", help="the PrefectFlowDeployment (metadata.name)")
+    run.add_argument("-n", "--namespace", help="its namespace (default: the kubeconfig context's, else default)")
+    run.add_argument(
+        "--param", dest="params", action="append", default=[], metavar="KEY=VALUE",
+        help="a flow parameter; VALUE is taken as JSON when it parses (3, true, [1]), else as a string (repeatable)",
+    )
+    run.add_argument("--watch", action="store_true", help="follow the run until it ends; its end decides the exit status")
+    run.add_argument("--poll-interval", type=float, default=2.0, metavar="SECONDS", help="seconds between state reads (--watch)")
+
+
+def _diff_parser(sub: Any) -> None:
+    epilog = "Exit status: 0 no changes, 2 changes (or conflicts), 1 error. See docs/cli.md."
+    diff = sub.add_parser("diff", help="what applying manifests would change in Prefect (read-only)", epilog=epilog)
+    diff.add_argument(
+        "-f", "--filename", dest="paths", action="append", required=True, metavar="PATH",
+        help="a manifest file, a directory of them (recursive), or - for stdin (repeatable)",
+    )
+    diff.add_argument(
+        "--prune", action="store_true",
+        help="resources in the cluster, in the namespaces the manifests cover, that the manifests lack are deleted",
+    )
+    diff.add_argument("-o", "--output", choices=("text", "json"), default="text")
 
 
 def _sets(pairs: Sequence[str]) -> dict[str, str]:
@@ -127,9 +162,30 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import run  # the day-2 commands load their clients only when used
+    from .errors import CliError
+
+    try:
+        params = run.parse_params(args.params)
+    except CliError as exc:
+        print(f"pfo run: {exc}", file=sys.stderr)
+        return 1
+    return run.main(run.RunRequest(args.namespace, args.name, params, args.watch, args.poll_interval))
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from . import diff
+
+    return diff.main(diff.DiffRequest(tuple(args.paths), args.prune, args.output))
+
+
+COMMANDS = {"import": cmd_import, "schema": cmd_schema, "run": cmd_run, "diff": cmd_diff}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return cmd_import(args) if args.command == "import" else cmd_schema(args)
+    return COMMANDS[args.command](args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -101,22 +101,51 @@ async def sync_tag_limits(
     TagLedgerError (after syncing all the tags it could). The ledger is read-modify-write:
     callers serialise syncs of one cluster (the operator holds Runtime.tag_lock).
     """
+    p = await plan_tag_limits(api, declared, cluster=cluster, max_point_reads=max_point_reads)
+    changes = await _apply(api, p.todo, p.actual, p.ledger, p.ledger_name, p.ledger_exists)
+    if p.left_out:
+        raise TagLedgerError(p.left_out_message)
+    return TagSyncResult(p.decisions, changes, conflicts_by_owner(p.decisions), p.wanted)
+
+
+@dataclass(frozen=True)
+class TagLimitsPlan:
+    """Steps 1-2 of a sync: what was read and what the writes would be (`pfo diff` stops here)."""
+
+    ledger_name: str
+    ledger: dict[str, LedgerEntry]
+    ledger_exists: bool
+    actual: dict[str, int]  # the current limits of the tags in play
+    decisions: dict[str, TagDecision]
+    wanted: TagPlan
+    todo: TagPlan  # `wanted` minus the newly managed tags the ledger has no room for
+    left_out: list[str]
+
+    @property
+    def left_out_message(self) -> str:
+        return (
+            f"Prefect variable {self.ledger_name} cannot record more tags (its value is limited to "
+            f"{MAX_LEDGER_BYTES} bytes): tag limits {', '.join(self.left_out)} are not managed; "
+            "declare fewer distinct tags in this cluster"
+        )
+
+
+async def plan_tag_limits(
+    api: PrefectAPI,
+    declared: Mapping[str, Mapping[str, int]],
+    *,
+    cluster: str,
+    max_point_reads: int = DEFAULT_POINT_READS,
+) -> TagLimitsPlan:
+    """Read the ledger and the limits, and plan; reads only (GETs and /filter pages)."""
     name = ledger_variable_name(cluster)
     decisions = aggregate(declared)
     effective = {t: d.effective for t, d in decisions.items()}
     ledger, exists = await read_ledger(api, name)
     actual = await read_tag_limits(api, set(effective) | set(ledger), max_point_reads=max_point_reads)
     wanted = plan(effective, actual, ledger)
-
     todo, left_out = _fit_ledger(wanted, ledger)
-    changes = await _apply(api, todo, actual, ledger, name, exists)
-    if left_out:
-        raise TagLedgerError(
-            f"Prefect variable {name} cannot record more tags (its value is limited to "
-            f"{MAX_LEDGER_BYTES} bytes): tag limits {', '.join(left_out)} are not managed; "
-            "declare fewer distinct tags in this cluster"
-        )
-    return TagSyncResult(decisions, changes, conflicts_by_owner(decisions), wanted)
+    return TagLimitsPlan(name, ledger, exists, actual, decisions, wanted, todo, left_out)
 
 
 async def read_ledger(api: PrefectAPI, name: str) -> tuple[dict[str, LedgerEntry], bool]:
