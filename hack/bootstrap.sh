@@ -23,6 +23,17 @@ venv() {  # venv DIR HASH PIP-ARGS...
 venv .venv "$(cat pyproject.toml | sha256sum | cut -c1-16)" -e '.[test]'
 venv .venv-prefect "$(sha256sum hack/prefect-server-requirements.txt | cut -c1-16)" -r hack/prefect-server-requirements.txt
 
+# The integration matrix (tests/integration/conftest.py): the oldest supported Prefect line,
+# 3.6.x, in .venv-prefect-3.6, and PostgreSQL 15 for the throwaway cluster of the Postgres
+# runs (tests/support/postgres.py), installed from Debian's packages only when missing.
+venv .venv-prefect-3.6 "$(sha256sum hack/prefect-server-3.6-requirements.txt | cut -c1-16)" -r hack/prefect-server-3.6-requirements.txt
+echo "export PFO_PREFECT_VENV_36=$PWD/.venv-prefect-3.6"
+if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
+  echo "bootstrap: installing postgresql-15" >&2
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql-15; } >&2
+fi
+
 if [ -x hack/kube-binaries/build.sh ] && [ "${PFO_SKIP_KUBE:-}" != 1 ]; then
   KUBE_ASSETS=$(hack/kube-binaries/build.sh | tail -n 1)
   echo "export KUBEBUILDER_ASSETS=$KUBE_ASSETS"

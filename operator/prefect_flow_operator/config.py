@@ -17,10 +17,11 @@ class OperatorConfig(BaseModel):
     resync_seconds: float = Field(60.0, description="PFO_RESYNC_SECONDS: interval of the drift sweep.", gt=0)
     namespaces: list[str] = Field(default_factory=list, description="PFO_NAMESPACES: comma-separated; empty = all.")
     log_format: str = Field("plain", description="PFO_LOG_FORMAT: plain or json.")
-    prefect_write_concurrency: int = Field(
-        1,
-        description="PFO_PREFECT_WRITE_CONCURRENCY: writes to Prefect in flight at once. 1 suits a "
-        "SQLite server (it answers concurrent writes with 503); raise it for Postgres or Prefect Cloud.",
+    prefect_write_concurrency: int | None = Field(
+        None,
+        description="PFO_PREFECT_WRITE_CONCURRENCY: writes to Prefect in flight at once, or `auto` (the default, "
+        "None): 4 when the server reports a PostgreSQL database or is Prefect Cloud, 1 otherwise (SQLite answers "
+        "concurrent writes with 503; a server configured by connection URL does not say its database).",
         ge=1,
         le=64,
     )
@@ -46,6 +47,11 @@ class OperatorConfig(BaseModel):
             "namespaces": [n.strip() for n in env.get("PFO_NAMESPACES", "").split(",") if n.strip()],
             "log_format": env.get("PFO_LOG_FORMAT", "plain"),
             "metrics_port": env.get("PFO_METRICS_PORT", "9090"),
-            "prefect_write_concurrency": env.get("PFO_PREFECT_WRITE_CONCURRENCY", "1"),
+            "prefect_write_concurrency": _auto(env.get("PFO_PREFECT_WRITE_CONCURRENCY", "auto")),
         }
         return cls.model_validate({k: v for k, v in raw.items() if v is not None})
+
+
+def _auto(value: str) -> str | None:
+    """`auto` (or empty) is None: PrefectAPI decides from the server (detect_write_concurrency)."""
+    return None if value.strip().lower() in ("", "auto") else value

@@ -1,8 +1,12 @@
 """A real Prefect server for tests: `prefect server start` from its own virtual environment.
 
-SQLite in a temporary directory, loopback only, a free port. `stop()` and `start()` keep
-the database and the port, so a test can take the server away in the middle of a sync
-and bring the same server back.
+SQLite in a temporary directory (or a database given by settings, e.g. a throwaway
+Postgres from tests.support.postgres), loopback only, a free port. `stop()` and `start()`
+keep the database and the port, so a test can take the server away in the middle of a
+sync and bring the same server back.
+
+Two server environments: `.venv-prefect` (3.9.x, $PFO_PREFECT_VENV) and `.venv-prefect-3.6`
+(the oldest supported line, $PFO_PREFECT_VENV_36), both made by hack/bootstrap.sh.
 """
 
 from __future__ import annotations
@@ -42,15 +46,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def prefect_venv() -> Path:
-    venv = Path(os.environ.get("PFO_PREFECT_VENV", REPO / ".venv-prefect"))
+VENVS = {"3.9": ("PFO_PREFECT_VENV", ".venv-prefect"), "3.6": ("PFO_PREFECT_VENV_36", ".venv-prefect-3.6")}
+
+
+def prefect_venv(version: str = "3.9") -> Path:
+    variable, default = VENVS[version]
+    venv = Path(os.environ.get(variable, REPO / default))
     if not (venv / "bin" / "prefect").exists():
         raise RuntimeError(f"no Prefect server environment at {venv}: run hack/bootstrap.sh (or `make test`)")
     return venv
 
 
 class PrefectServer:
-    def __init__(self, *, services: bool = False, startup_timeout: float = 120.0, **settings: str) -> None:
+    def __init__(
+        self, *, services: bool = False, startup_timeout: float = 120.0, venv: Path | None = None, **settings: str
+    ) -> None:
+        self.venv = venv or prefect_venv()
         self.port = free_port()
         self.home = Path(tempfile.mkdtemp(prefix="pfo-prefect-"))
         self.services = services
@@ -77,7 +88,7 @@ class PrefectServer:
         return env
 
     def start(self) -> None:
-        args = [str(prefect_venv() / "bin" / "prefect"), "server", "start"]
+        args = [str(self.venv / "bin" / "prefect"), "server", "start"]
         if not self.services:
             args.append("--no-services")
         with self.log.open("ab") as log:

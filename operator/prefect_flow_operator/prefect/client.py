@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -28,6 +29,9 @@ Observer = Callable[[str, str, "int | str", float], None]
 
 RETRY_STATUS = {408, 429, 502, 503, 504}
 PAGE = 200  # the server's maximum page size
+# Writes in flight when the server stores in PostgreSQL (or is Prefect Cloud) and nothing is
+# configured; a SQLite server gets 1 (see detect_write_concurrency).
+AUTO_WRITE_CONCURRENCY = 4
 
 
 class PrefectError(Exception):
@@ -64,7 +68,7 @@ class PrefectAPI:
         retries: int = 3,
         backoff: float = 0.5,
         observer: Observer | None = None,
-        max_concurrent_writes: int = 1,
+        max_concurrent_writes: int | None = 1,
     ) -> None:
         headers = {}
         if auth_string:
@@ -84,7 +88,10 @@ class PrefectAPI:
         # Prefect on SQLite answers concurrent writes with 503 "database is locked" at
         # once (measured: 2 concurrent POST /deployments/ -> ~60% 503s; 1 -> none), and
         # the retries cost more than waiting. Writes queue here; reads stay parallel.
-        self._write_gate = asyncio.Semaphore(max_concurrent_writes)
+        # None: the server's database decides, on the first write (detect_write_concurrency).
+        self.max_concurrent_writes = max_concurrent_writes
+        self._write_gate = asyncio.Semaphore(max_concurrent_writes) if max_concurrent_writes else None
+        self._gate_lock = asyncio.Lock()
         # flow name -> id, filled by `POST /flows/` (see deployments._flow_id).
         self.flow_ids: dict[str, str] = {}
         self._inflight: dict[str, asyncio.Future[Any]] = {}
@@ -121,9 +128,35 @@ class PrefectAPI:
         """`request`, with the status code (Prefect's upserts answer 201 only when they create)."""
         self.requests[(method, template or path)] += 1
         if _is_write(method, template or path):
-            async with self._write_gate:
+            async with await self._writes():
                 return await self._send(method, path, template, json)
         return await self._send(method, path, template, json)
+
+    async def _writes(self) -> asyncio.Semaphore:
+        if self._write_gate is None:
+            async with self._gate_lock:
+                if self._write_gate is None:
+                    self.max_concurrent_writes = await self.detect_write_concurrency()
+                    log.info("Prefect writes in flight at once: %d (detected)", self.max_concurrent_writes)
+                    self._write_gate = asyncio.Semaphore(self.max_concurrent_writes)
+        return self._write_gate
+
+    async def detect_write_concurrency(self) -> int:
+        """AUTO_WRITE_CONCURRENCY for a server on PostgreSQL or Prefect Cloud, else 1.
+
+        Prefect on SQLite answers concurrent writes with 503. `GET /admin/settings` (3.6
+        and 3.9 alike) names the database driver when the server is configured by parts
+        (PREFECT_SERVER_DATABASE_DRIVER=postgresql+asyncpg, HOST, ...); a connection URL
+        is a secret there, so a server configured by URL cannot be told from SQLite and
+        gets 1 (set PFO_PREFECT_WRITE_CONCURRENCY). Not counted in `requests`; an
+        unreachable server raises PrefectUnavailable and the next write asks again."""
+        if (urlsplit(self.api_url).hostname or "").endswith(".prefect.cloud"):
+            return AUTO_WRITE_CONCURRENCY
+        try:
+            _, settings = await self._send("GET", "admin/settings", "admin/settings", None)
+        except PrefectError:  # not a self-hosted server's admin API, or not allowed: the safe choice
+            return 1
+        return AUTO_WRITE_CONCURRENCY if _database_driver(settings).startswith("postgresql") else 1
 
     async def _send(self, method: str, path: str, template: str | None, json: Any) -> tuple[int, Any]:
         attempt = 0
@@ -208,6 +241,13 @@ class PrefectAPI:
 
 def _is_write(method: str, template: str) -> bool:
     return method != "GET" and not template.endswith(("/filter", "/paginate"))
+
+
+def _database_driver(settings: Any) -> str:
+    try:
+        return str(settings["server"]["database"]["driver"] or "")
+    except (KeyError, TypeError):
+        return ""
 
 
 def _retry_after(resp: httpx.Response) -> float | None:
