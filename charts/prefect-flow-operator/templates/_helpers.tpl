@@ -68,3 +68,24 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: [prefectworkpools/status]
   verbs: [patch]
 {{- end }}
+
+{{/* Name of the metrics Service; also the `job` label Prometheus gives the operator's series
+     when it scrapes through the ServiceMonitor. */}}
+{{- define "pfo.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "pfo.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The monitoring pack reads /metrics: fail early instead of rendering objects that can never see a series. */}}
+{{/* Call with (list $ "the.value.that.asks"). */}}
+{{- define "pfo.requireMetrics" -}}
+{{- if not (index . 0).Values.metrics.enabled }}
+{{- fail (printf "%s needs metrics.enabled=true (the operator's /metrics endpoint)" (index . 1)) }}
+{{- end }}
+{{- end }}
+
+{{/* PromQL label matchers that select the operator's series in Prometheus. */}}
+{{- define "pfo.promSelector" -}}
+{{- with .Values.monitoring.prometheusRule.selector }}{{ . }}{{ else -}}
+job="{{ include "pfo.metricsServiceName" . }}",namespace="{{ .Release.Namespace }}"
+{{- end }}
+{{- end }}
