@@ -29,7 +29,7 @@ from prefect_flow_operator.prefect.work_pools import (
     read_queues,
     sync_work_pool,
 )
-from tests.support.prefect_server import PrefectServer, prefect_venv
+from tests.support.prefect_server import PrefectServer
 
 
 @pytest.fixture
@@ -366,7 +366,7 @@ print(json.dumps(asyncio.run(main())))
 def render(prefect_server: PrefectServer, template: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     """The job manifest the real prefect-kubernetes worker code builds for these values."""
     proc = subprocess.run(
-        [str(prefect_venv() / "bin" / "python"), "-c", RENDER],
+        [str(prefect_server.venv / "bin" / "python"), "-c", RENDER],  # that server's own worker release
         input=json.dumps([template, values]),
         capture_output=True,
         text=True,
