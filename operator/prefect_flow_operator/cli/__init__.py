@@ -82,12 +82,13 @@ def _diff_parser(sub: Any) -> None:
     epilog = "Exit status: 0 no changes, 2 changes (or conflicts), 1 error. See docs/cli.md."
     diff = sub.add_parser("diff", help="what applying manifests would change in Prefect (read-only)", epilog=epilog)
     diff.add_argument(
-        "-f", "--filename", dest="paths", action="append", required=True, metavar="PATH",
+        "-f", "--filename", dest="paths", action="append", default=[], metavar="PATH",
         help="a manifest file, a directory of them (recursive), or - for stdin (repeatable)",
     )
     diff.add_argument(
-        "--prune", action="store_true",
-        help="resources in the cluster, in the namespaces the manifests cover, that the manifests lack are deleted",
+        "--prune", nargs="?", const=True, default=False, metavar="DIR",
+        help="the manifests are complete (DIR given: DIR is read too): resources in the cluster, in the namespaces "
+        "the manifests cover, that they lack are deleted",
     )
     diff.add_argument("-o", "--output", choices=("text", "json"), default="text")
 
@@ -177,7 +178,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_diff(args: argparse.Namespace) -> int:
     from . import diff
 
-    return diff.main(diff.DiffRequest(tuple(args.paths), args.prune, args.output))
+    paths = [*args.paths, *([args.prune] if isinstance(args.prune, str) else [])]
+    if not paths:
+        print("pfo diff: no manifests: pass -f PATH (a file, a directory or -) or --prune DIR", file=sys.stderr)
+        return 1
+    return diff.main(diff.DiffRequest(tuple(paths), bool(args.prune), args.output))
 
 
 COMMANDS = {"import": cmd_import, "schema": cmd_schema, "run": cmd_run, "diff": cmd_diff}
