@@ -39,7 +39,11 @@ class StatusWriter:
         ops: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}]
         if not status:
             return False
-        ops += [{"op": "add", "path": f"/status/{key}", "value": value} for key, value in status.items()]
+        # None removes the key (merge-patch semantics, as kopf's handler patches have).
+        ops += [
+            {"op": "remove", "path": f"/status/{k}"} if v is None else {"op": "add", "path": f"/status/{k}", "value": v}
+            for k, v in status.items()
+        ]
         async with self._session.patch(url, json=ops, headers={"Content-Type": "application/json-patch+json"}) as resp:
             if resp.status in (404, 409, 422):
                 return False  # deleted or changed meanwhile

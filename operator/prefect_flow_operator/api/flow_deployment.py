@@ -281,6 +281,17 @@ class TagLimitStatus(Model):
     effective: int | None = Field(None, description="The limit in force in Prefect (minimum over the cluster).")
 
 
+class LastRun(Model):
+    """The deployment's latest flow run that started (or ended without starting)."""
+
+    id: str = Field(description="Id of the flow run in Prefect.")
+    name: str | None = Field(None, description="Name of the flow run.")
+    state: str | None = Field(None, description="Prefect state name: Completed, Failed, Crashed, Running, Cancelled, ...")
+    state_type: str | None = Field(None, description="Prefect state type: COMPLETED, FAILED, CRASHED, RUNNING, ...")
+    start_time: str | None = Field(None, description="When the run started.")
+    end_time: str | None = Field(None, description="When the run ended.")
+
+
 class PrefectFlowDeploymentStatus(Model):
     """What the operator last observed and did."""
 
@@ -293,6 +304,12 @@ class PrefectFlowDeploymentStatus(Model):
     url: str | None = Field(None, description="Link to the deployment in the Prefect UI.")
     last_sync_time: str | None = Field(None, description="When Prefect was last brought in line with the spec.")
     tag_limits: list[TagLimitStatus] = Field(default_factory=list, description="Declared and effective tag limits.")
+    last_run: LastRun | None = Field(
+        None, description="Latest flow run, updated by the drift sweep. Reports only: a failed run does not change Ready."
+    )
+    next_run_time: str | None = Field(
+        None, description="When the next scheduled flow run is due (its expected start time in Prefect), from the sweep."
+    )
 
 
 class PrefectFlowDeployment(Model):
@@ -308,6 +325,8 @@ PRINTER_COLUMNS = [
     {"name": "Limit", "type": "integer", "jsonPath": ".spec.concurrency.limit"},
     {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
     {"name": "Reason", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].reason'},
+    {"name": "Last-Run", "type": "string", "jsonPath": ".status.lastRun.state"},
+    {"name": "Next-Run", "type": "string", "jsonPath": ".status.nextRunTime"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {"name": "Image", "type": "string", "jsonPath": ".spec.image", "priority": 1},
     {"name": "Deployment-ID", "type": "string", "jsonPath": ".status.deploymentId", "priority": 1},

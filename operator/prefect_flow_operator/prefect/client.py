@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -219,7 +219,7 @@ class PrefectAPI:
 
     async def paged(
         self, path: str, body: dict[str, Any] | None = None, *, template: str | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """Every object of a `/filter` endpoint, PAGE at a time."""
         offset = 0
         while True:

@@ -64,6 +64,10 @@ def url_for(ui_url: str | None, deployment_id: str | None) -> str | None:
     return f"{ui_url.rstrip('/')}/deployments/deployment/{deployment_id}"
 
 
+def flow_run_url_for(ui_url: str | None, run_id: str) -> str | None:
+    return f"{ui_url.rstrip('/')}/runs/flow-run/{run_id}" if ui_url else None
+
+
 async def apply(api: PrefectAPI, plan: DeploymentPlan, actual: dict[str, Any] | None) -> Applied:
     """Send the plan's writes; a refusal by Prefect becomes a SpecError naming the spec field."""
     try:

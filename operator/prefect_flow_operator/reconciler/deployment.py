@@ -8,7 +8,7 @@ metrics, the mapping of errors to conditions — is the same code for both.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .. import conditions as c
@@ -16,6 +16,7 @@ from ..api.flow_deployment import KIND, PrefectFlowDeploymentSpec, PrefectFlowDe
 from ..conditions import Outcome
 from ..desired.deployment import Owner
 from ..desired.deployment_plan import plan_deployment, schedules_runs
+from ..desired.run_health import last_run_update, newly_failed
 from ..errors import ReconcileError, outcome_for
 from ..prefect import deployments as prefect
 from ..prefect.deployments import UNSET, Applied
@@ -37,6 +38,8 @@ class Bulk:
     pool: Any = UNSET
     actual: Any = UNSET
     taken_at: float = float("inf")  # time.monotonic() when the sweep began reading
+    run: Any = None  # the deployment's latest flow run that changed since the last pass
+    next_run: Any = UNSET  # its next scheduled run's start time; CLEAR: it has none
 
 
 @dataclass
@@ -73,8 +76,10 @@ class DeploymentReconciler:
             if self.rt.locks.released(e.uid) or ((bulk or not stale_ok) and not self.rt.is_current(e)):
                 return None  # deleted or changed since `e` was taken: its handler owns it now
             if bulk and self.rt.locks.written_since(e.uid, bulk.taken_at):
-                bulk = Bulk(pool=bulk.pool, taken_at=bulk.taken_at)  # written since the pages were read: read it afresh
+                bulk = replace(bulk, actual=UNSET)  # written since the pages were read: read it afresh
             result = await self._sync(e, retry, bulk or Bulk())
+            if bulk:
+                result.fields |= _run_health(e, bulk)
             if result.changes:
                 self.rt.locks.wrote(e.uid)
         result.outcome = await self._with_tags(e, result.outcome, retry, sweep=bulk is not None)
@@ -153,6 +158,13 @@ class DeploymentReconciler:
         # there means the pool appeared late, say.
         drift = e.settled and result.changes != ["created"]
         await project(self.rt, KIND, e, outcome, update, sink, result.changes, drift=drift)
+        if update.get("lastRun") and newly_failed(e.status.get("lastRun"), update["lastRun"]):
+            self._warn_failed_run(e, update["lastRun"])
+
+    def _warn_failed_run(self, e: DeploymentEntry, run: dict[str, Any]) -> None:
+        link = prefect.flow_run_url_for(self.rt.config.prefect_ui_url, run["id"])
+        message = f"flow run {run.get('name') or run['id']} ended {run.get('state') or run.get('stateType')}"
+        warn(object_ref(KIND, e.namespace, e.name, e.uid), "FlowRunFailed", message + (f": {link}" if link else ""))
 
     async def release(self, e: DeploymentEntry, sink: StatusSink, *, retry: int = 0) -> Outcome | None:
         """Carry out the deletion policy; an Outcome to report while Prefect cannot confirm."""
@@ -194,6 +206,16 @@ class DeploymentReconciler:
             return
         if written and cond and cond["status"] == "True" and (old is None or old.get("message") != cond["message"]):
             warn(object_ref(KIND, e.namespace, e.name, e.uid), c.LIMIT_CONFLICT, cond["message"])
+
+
+def _run_health(e: DeploymentEntry, bulk: Bulk) -> dict[str, Any]:
+    """status.lastRun / nextRunTime from what the sweep read; {} for what it did not read."""
+    fields: dict[str, Any] = {}
+    if (last := last_run_update(e.status.get("lastRun"), bulk.run)) is not None:
+        fields["lastRun"] = last
+    if bulk.next_run is not UNSET:
+        fields["nextRunTime"] = bulk.next_run
+    return fields
 
 
 def _spec(e: DeploymentEntry) -> PrefectFlowDeploymentSpec:

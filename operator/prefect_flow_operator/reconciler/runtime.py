@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -51,6 +52,8 @@ class Runtime:
     sweeper: asyncio.Task[None] | None = None
     sweep_wanted: asyncio.Event | None = None
     resume_swept: bool = False
+    runs_read_at: datetime | None = None  # Prefect time of the sweep's last read of changed flow runs
+    runs_read_mono: float = float("inf")  # the same, as time.monotonic() (for the write clock)
     connection: Any = None  # kopf.ConnectionInfo of the latest login
     _writer: StatusWriter | None = None
     _template: dict[str, Any] | None = None

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from .runtime import Runtime
 
 log = logging.getLogger(__name__)
+CLEAR: Any = object()  # a `fields` value: remove the key from status
+# Keys that report on Prefect (run health) rather than say Prefect was brought in line.
+REPORT_KEYS = frozenset({"lastRun", "nextRunTime"})
 
 
 def status_update(current: Mapping[str, Any], outcome: Outcome, generation: int | None, fields: dict[str, Any]) -> dict[str, Any]:
@@ -28,9 +31,12 @@ def status_update(current: Mapping[str, Any], outcome: Outcome, generation: int 
     if current.get("observedGeneration") != generation:
         update["observedGeneration"] = generation
     for key, value in fields.items():
-        if value is not None and current.get(key) != value:
+        if value is CLEAR:
+            if current.get(key) is not None:
+                update[key] = None
+        elif value is not None and current.get(key) != value:
             update[key] = value
-    if update and outcome.ready:
+    if set(update) - REPORT_KEYS and outcome.ready:
         update["lastSyncTime"] = now()
     return update
 
