@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests.support.controlplane import ControlPlane, ControlPlaneError, binaries_dir
+from tests.support.prefect_http import prefect_client
+from tests.support.prefect_server import PrefectServer
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -33,3 +36,10 @@ def control_plane() -> Iterator[ControlPlane]:
     """etcd + kube-apiserver on loopback for the whole session; `.kubeconfig` is the admin's."""
     with ControlPlane() as cp:
         yield cp
+
+
+@pytest.fixture
+def papi(prefect: PrefectServer) -> Iterator[httpx.Client]:
+    """The module's Prefect server (each module has its `prefect` fixture), as a test reads it."""
+    with prefect_client(prefect.api_url) as client:
+        yield client

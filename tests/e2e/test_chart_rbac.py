@@ -34,12 +34,6 @@ def prefect() -> Iterator[PrefectServer]:
         yield server
 
 
-@pytest.fixture
-def papi(prefect: PrefectServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=prefect.api_url + "/", timeout=10) as client:
-        yield client
-
-
 @pytest.fixture(scope="module")
 def kubectl(control_plane: Any) -> Callable[..., Any]:
     def run(*args: str, input: str | None = None, check: bool = True, kubeconfig: str | None = None) -> Any:

@@ -57,12 +57,6 @@ def prefect() -> Iterator[PrefectServer]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def papi(prefect: PrefectServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=prefect.api_url + "/", timeout=15) as client:
-        yield client
-
-
 def deployments(papi: httpx.Client) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     while True:

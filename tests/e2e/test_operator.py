@@ -62,12 +62,6 @@ def operator(control_plane: Any, prefect: PrefectServer, crds: None) -> Iterator
         print(op.tail())
 
 
-@pytest.fixture
-def papi(prefect: PrefectServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=prefect.api_url + "/", timeout=10) as client:
-        yield client
-
-
 def get(kubectl: Callable[..., Any], kind: str, name: str, ns: str | None = NS) -> dict[str, Any]:
     args = ["get", kind, name, "-o", "json"] + (["-n", ns] if ns else [])
     return json.loads(kubectl(*args).stdout)
@@ -188,13 +182,13 @@ def test_resources_in_sync_are_not_rewritten_by_the_sweep(
 ) -> None:
     """A settled resource costs the API server nothing per pass: no status write, so no
     watch event for kopf, Argo CD or anyone else watching (1,000 resources = 1,000 writes a pass)."""
-    apply(
-        kubectl,
-        pool("quiet-pool", queues=[{"name": "batch"}]),
-        flow_deployment("quiet", "quiet-pool", concurrency={"tagLimits": [{"tag": "quiet", "limit": 2}]},
-                        schedules=[{"slug": "daily", "cron": "0 4 * * *"}]),
-    )
-    wait_for(lambda: ready(kubectl, "pfd", "quiet") and ready(kubectl, "pwp", "quiet-pool", None), what="both Ready")
+    # The pool first: a deployment applied with it would wait for it and be retried, and a
+    # retry that lands during the passes measured below is a legitimate write.
+    apply(kubectl, pool("quiet-pool", queues=[{"name": "batch"}]))
+    wait_for(lambda: ready(kubectl, "pwp", "quiet-pool", None), what="pool Ready")
+    apply(kubectl, flow_deployment("quiet", "quiet-pool", concurrency={"tagLimits": [{"tag": "quiet", "limit": 2}]},
+                                   schedules=[{"slug": "daily", "cron": "0 4 * * *"}]))
+    wait_for(lambda: ready(kubectl, "pfd", "quiet"), what="deployment Ready")
     start = sweeps_done(operator)
     wait_for(lambda: sweeps_done(operator) >= start + 1, 30, "a sweep pass")
     before = [get(kubectl, "pfd", "quiet")["metadata"]["resourceVersion"],
@@ -204,6 +198,44 @@ def test_resources_in_sync_are_not_rewritten_by_the_sweep(
     after = [get(kubectl, "pfd", "quiet")["metadata"]["resourceVersion"],
              get(kubectl, "pwp", "quiet-pool", None)["metadata"]["resourceVersion"]]
     assert after == before, "a sweep pass rewrote a resource that was in sync"
+
+
+def set_run_state(papi: httpx.Client, run_id: str, state: str) -> None:
+    body = {"state": {"type": state.upper(), "name": state}, "force": True}
+    papi.post(f"flow_runs/{run_id}/set_state", json=body).raise_for_status()
+
+
+def test_run_health_follows_flow_runs_without_touching_ready(
+    operator: OperatorProcess, kubectl: Callable[..., Any], papi: httpx.Client
+) -> None:
+    apply(kubectl, pool("runs-pool"), flow_deployment("watched", "runs-pool", schedules=[{"slug": "daily", "cron": "0 5 * * *"}]))
+    dep_id = wait_for(lambda: ready(kubectl, "pfd", "watched"), what="Ready")["status"]["deploymentId"]
+    # Prefect's scheduler is off in this server: make the scheduled runs as it would.
+    papi.post(f"deployments/{dep_id}/schedule", json={}).raise_for_status()
+    scheduled = papi.post("flow_runs/filter", json={"deployments": {"id": {"any_": [dep_id]}}, "sort": "EXPECTED_START_TIME_ASC",
+                                                    "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}}).json()
+    first_due = scheduled[0]["expected_start_time"]
+    wait_for(lambda: get(kubectl, "pfd", "watched")["status"].get("nextRunTime") == first_due, 20, "nextRunTime")
+
+    ok = papi.post(f"deployments/{dep_id}/create_flow_run", json={}).raise_for_status().json()
+    set_run_state(papi, ok["id"], "Running")
+    wait_for(lambda: get(kubectl, "pfd", "watched")["status"]["lastRun"]["state"] == "Running", 20, "lastRun Running")
+    set_run_state(papi, ok["id"], "Completed")
+    wait_for(lambda: get(kubectl, "pfd", "watched")["status"]["lastRun"]["state"] == "Completed", 20, "lastRun Completed")
+    last = get(kubectl, "pfd", "watched")["status"]["lastRun"]
+    assert last["id"] == ok["id"] and last["name"] == ok["name"] and last["startTime"] and last["endTime"]
+    header, row = kubectl("get", "pfd", "watched", "-n", NS).stdout.splitlines()[:2]
+    assert "LAST-RUN" in header and "NEXT-RUN" in header, header
+    assert "Completed" in row.split() and first_due in row.split(), (header, row)
+
+    bad = papi.post(f"deployments/{dep_id}/create_flow_run", json={}).raise_for_status().json()
+    set_run_state(papi, bad["id"], "Running")
+    set_run_state(papi, bad["id"], "Failed")
+    wait_for(lambda: get(kubectl, "pfd", "watched")["status"]["lastRun"]["id"] == bad["id"], 20, "failed run shown")
+    events = wait_for(lambda: events_about(kubectl, "watched", "FlowRunFailed", bad["name"]), 10, "FlowRunFailed event")
+    assert events[0]["type"] == "Warning" and len(events) == 1 and "Failed" in events[0]["message"]
+    obj = ready(kubectl, "pfd", "watched")  # a failed run is the flow's business, not the sync's
+    assert obj["status"]["lastRun"]["state"] == "Failed"
 
 
 def events_about(kubectl: Callable[..., Any], name: str, reason: str, text: str) -> list[dict[str, Any]]:

@@ -11,11 +11,10 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.e2e.test_operator import apply, crds, kubectl, pool, prefect, wait_for  # noqa: F401 (fixtures)
 from tests.support.operator_process import OperatorProcess
@@ -69,12 +68,6 @@ def manifest(i: int) -> dict[str, Any]:
         "metadata": {"name": cr_name(i), "namespace": NS},
         "spec": spec,
     }
-
-
-@pytest.fixture(scope="module")
-def papi(prefect: PrefectServer) -> Iterator[httpx.Client]:  # noqa: F811
-    with httpx.Client(base_url=prefect.api_url + "/", timeout=15) as client:
-        yield client
 
 
 def flow_deployments(papi: httpx.Client) -> list[dict[str, Any]]:
