@@ -51,6 +51,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.support.controlplane import ControlPlane  # noqa: E402
 from tests.support.operator_process import OperatorProcess  # noqa: E402
+from tests.support.prefect_http import prefect_client  # noqa: E402
 from tests.support.prefect_server import PrefectServer, prefect_venv  # noqa: E402
 
 GROUP, VERSION, PLURAL = "pfo.dev", "v1alpha1", "prefectflowdeployments"
@@ -422,7 +423,7 @@ def run_size(cp: ControlPlane, n: int, args: argparse.Namespace) -> dict[str, An
     workdir = Path(tempfile.mkdtemp(prefix=f"pfo-bench-{n}-"))
     res: dict[str, Any] = {"n": n, "namespace": ns}
     log(f"N={n}")
-    with PrefectServer() as server, httpx.Client(base_url=server.api_url + "/", timeout=30) as papi:
+    with PrefectServer() as server, prefect_client(server.api_url, timeout=30) as papi:
         create_pool(server)
         op = Operator(kubeconfig=cp.kubeconfig, prefect_api_url=server.api_url, PFO_NAMESPACES=ns,
                       PFO_RESYNC_SECONDS=str(args.resync), PFO_LOG_FORMAT="plain")

@@ -82,3 +82,8 @@ def next_run_due(status: Mapping[str, Any], now: datetime) -> bool:
     """status.nextRunTime needs reading from Prefect: unknown, or in the past."""
     shown = status.get("nextRunTime")
     return not shown or _instant(str(shown)) <= now
+
+
+def schedules_runs_in(dep: Mapping[str, Any]) -> bool:
+    """Prefect makes runs for this deployment as it stands: not paused, an active schedule."""
+    return not dep.get("paused") and any(s.get("active") for s in dep.get("schedules") or [])

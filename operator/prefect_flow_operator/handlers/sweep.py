@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
@@ -21,20 +20,16 @@ import kopf
 from ..api.flow_deployment import KIND as PFD_KIND
 from ..api.work_pool import KIND as PWP_KIND
 from ..desired.deployment import LABEL_CLUSTER, LABEL_UID
-from ..desired.run_health import newest_runs, next_run_due
 from ..prefect.client import PrefectUnavailable
 from ..prefect.deployments import UNSET
-from ..prefect.flow_runs import OVERLAP_SECONDS, read_changed_runs, read_next_runs
 from ..prefect.work_pools import read_pools, read_queues
 from ..reconciler.deployment import Bulk
 from ..reconciler.entries import DeploymentEntry
 from ..reconciler.runtime import Runtime, runtime
-from ..reconciler.status import CLEAR
 from ..reconciler.work_pool import PoolBulk
 
 log = logging.getLogger(__name__)
 PARALLEL = 8
-FIRST_LOOKBACK = 3600.0  # seconds of flow runs the first pass after a start reads for run health
 RESUME_SETTLE = 0.5  # seconds: the resumes of a restart arrive together; one pass covers them
 
 
@@ -93,7 +88,7 @@ async def sweep_once(rt: Runtime) -> None:
         raise
     except Exception as exc:  # the deployments are still worth checking
         log.warning("drift sweep: tag limits not synced: %s", exc)
-    health = await _run_health(rt, deployments, by_uid)
+    health = await rt.run_health.observe(deployments, by_uid)
     gate = asyncio.Semaphore(PARALLEL)
 
     async def one(e: DeploymentEntry) -> None:
@@ -107,43 +102,6 @@ async def sweep_once(rt: Runtime) -> None:
                 log.warning("drift sweep: %s not checked: %s", e.key, exc)
 
     await asyncio.gather(*(one(e) for e in deployments))
-
-
-async def _run_health(rt: Runtime, entries: list[DeploymentEntry], by_uid: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """Per resource uid: its latest changed flow run and its next run time (UNSET: not read).
-    One read for the runs that changed since the last pass, one more only when a resource's
-    next run is due to be re-read; a failure leaves run health alone for this pass."""
-    now, mono = datetime.now(UTC), time.monotonic()
-    since = rt.runs_read_at or now - timedelta(seconds=FIRST_LOOKBACK)
-    try:
-        changed = newest_runs(await read_changed_runs(rt.api, since - timedelta(seconds=OVERLAP_SECONDS)))
-        wanted = {
-            str(by_uid[e.uid]["id"]) for e in entries if e.uid in by_uid and _next_run_wanted(rt, e, by_uid[e.uid], now, changed)
-        }
-        nexts = await read_next_runs(rt.api, wanted, now)
-    except Exception as exc:  # the deployments are still worth checking
-        log.warning("drift sweep: run health not read: %s", exc)
-        return {}
-    rt.runs_read_at, rt.runs_read_mono = now, mono
-    out: dict[str, tuple[Any, Any]] = {}
-    for uid, dep in by_uid.items():
-        dep_id = str(dep["id"])
-        next_run = nexts.get(dep_id, CLEAR) if dep_id in wanted else (UNSET if schedules_runs_in(dep) else CLEAR)
-        out[uid] = (changed.get(dep_id), next_run)
-    return out
-
-
-def _next_run_wanted(rt: Runtime, e: DeploymentEntry, dep: dict[str, Any], now: datetime, changed: dict[str, Any]) -> bool:
-    """Read its next run: it schedules runs and the shown time passed, a run of it changed,
-    or it was written to since the last read (Prefect dropped and re-made its runs)."""
-    if not schedules_runs_in(dep):
-        return False
-    return next_run_due(e.status, now) or str(dep["id"]) in changed or rt.locks.written_since(e.uid, rt.runs_read_mono)
-
-
-def schedules_runs_in(dep: dict[str, Any]) -> bool:
-    """Prefect makes runs for this deployment as it stands: not paused, an active schedule."""
-    return not dep.get("paused") and any(s.get("active") for s in dep.get("schedules") or [])
 
 
 async def _sweep_pools(rt: Runtime) -> dict[str, Any]:

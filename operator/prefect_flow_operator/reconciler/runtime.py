@@ -12,7 +12,6 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -30,6 +29,7 @@ from ..prefect.work_pools import fetch_kubernetes_default_template
 from .deployment import DeploymentReconciler
 from .entries import DeploymentEntry, Entry, PoolEntry
 from .locks import ResourceLocks
+from .run_health import RunHealthObserver
 from .sinks import GuardedSink
 from .tag_limits import TagLimitCoalescer
 from .work_pool import PoolReconciler
@@ -52,8 +52,6 @@ class Runtime:
     sweeper: asyncio.Task[None] | None = None
     sweep_wanted: asyncio.Event | None = None
     resume_swept: bool = False
-    runs_read_at: datetime | None = None  # Prefect time of the sweep's last read of changed flow runs
-    runs_read_mono: float = float("inf")  # the same, as time.monotonic() (for the write clock)
     connection: Any = None  # kopf.ConnectionInfo of the latest login
     _writer: StatusWriter | None = None
     _template: dict[str, Any] | None = None
@@ -65,6 +63,7 @@ class Runtime:
     def __post_init__(self) -> None:
         self.deployments = DeploymentReconciler(self)
         self.pools = PoolReconciler(self)
+        self.run_health = RunHealthObserver(self.api, self.locks)
         self.tags = TagLimitCoalescer(self.api, self.config.cluster_name, self.deployment_entries, self.deployments.tell)
 
     # -- the cluster view ----------------------------------------------------------------
