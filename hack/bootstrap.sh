@@ -46,3 +46,5 @@ if [ -x hack/helm/build.sh ] && [ "${PFO_SKIP_KUBE:-}" != 1 ] && [ "${PFO_SKIP_H
   echo "export PFO_HELM=$HELM_BIN"
 fi
 if [ -x hack/lua-health/build.sh ] && [ "${PFO_SKIP_KUBE:-}" != 1 ]; then LUA_HEALTH=$(hack/lua-health/build.sh | tail -n 1); echo "export PFO_LUA_HEALTH=$LUA_HEALTH"; fi  # gopher-lua harness for tests/unit/test_argocd_health_gopher.py
+# promtool for the chart's alert rules (tests/chart/test_monitoring.py), built from the Go module proxy (hack/promtool/build.sh).
+if [ -x hack/promtool/build.sh ] && [ "${PFO_SKIP_KUBE:-}" != 1 ]; then PROMTOOL_BIN=$(hack/promtool/build.sh | tail -n 1); echo "export PFO_PROMTOOL=$PROMTOOL_BIN"; fi
