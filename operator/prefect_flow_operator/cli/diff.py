@@ -31,9 +31,10 @@ from ..prefect.client import PrefectAPI, PrefectError, PrefectUnavailable
 from ..prefect.deployments import UNSET
 from ..prefect.work_pools import fetch_kubernetes_default_template
 from ..reconciler.entries import DeploymentEntry, PoolEntry, deployment_entry, parse, pool_entry
+from ..reconciler.pool_access import managed_pool_name as pool_name
 from .connect import ClusterReader, kube_login, operator_config, prefect_api
 from .diff_deployments import Target, diff_deployment, diff_release
-from .diff_pools import access_checker, diff_pool, diff_pool_release, pool_name
+from .diff_pools import access_checker, diff_pool, diff_pool_release
 from .diff_render import render
 from .diff_report import Report, ResourcePlan
 from .diff_tags import diff_tag_limits

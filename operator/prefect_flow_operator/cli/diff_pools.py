@@ -8,11 +8,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from ..api.work_pool import KIND, PrefectWorkPoolSpec
+from ..api.work_pool import KIND
 from ..desired.work_pool import (
     desired_template,
-    namespace_allowed,
-    namespace_refusal,
     plan_queues,
     pool_body,
     pool_drift,
@@ -23,14 +21,12 @@ from ..prefect.client import PrefectAPI
 from ..prefect.deployments import read_pool
 from ..prefect.work_pools import read_pool_queues
 from ..reconciler.entries import PoolEntry
+from ..reconciler.pool_access import managed_pool_name as pool_name
+from ..reconciler.pool_access import pool_access
 from .diff_report import FieldChange, ResourcePlan
 
 QUEUE_WRITE = {"create": ("POST", "work_pools/{pool}/queues"), "patch": ("PATCH", "work_pools/{pool}/queues/{name}")}
 MAX_NAMED_USERS = 10  # as the operator's InUse message names them
-
-
-def pool_name(e: PoolEntry) -> str:
-    return str(e.raw.get("poolName") or e.name)
 
 
 async def diff_pool(api: PrefectAPI, e: PoolEntry, template: Mapping[str, Any] | None) -> tuple[ResourcePlan, dict[str, Any]]:
@@ -84,19 +80,6 @@ def access_checker(
     operator decides it, over the pools as they would be after the apply."""
 
     async def access(name: str, namespace: str) -> str | None:
-        for pool in pools:
-            if pool_name(pool) != name:
-                continue
-            spec: PrefectWorkPoolSpec | None = pool.spec
-            if spec is None:
-                return f"PrefectWorkPool {pool.name} (work pool {name}) has an invalid spec ({pool.invalid}); fix it"
-            allowed = spec.allowed_namespaces
-            if allowed is None:
-                return None
-            labels = await labels_of(namespace) if allowed.selector is not None else {}
-            if namespace_allowed(allowed, namespace, labels):
-                return None
-            return namespace_refusal(pool.name, namespace, allowed, name)
-        return None
+        return await pool_access(pools, name, namespace, labels_of)
 
     return access

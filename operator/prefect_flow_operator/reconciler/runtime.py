@@ -20,7 +20,6 @@ from .. import conditions as c
 from ..api.flow_deployment import PLURAL as PFD_PLURAL
 from ..api.work_pool import PLURAL as PWP_PLURAL
 from ..config import OperatorConfig
-from ..desired.work_pool import namespace_allowed, namespace_refusal
 from ..errors import KubernetesError
 from ..kube import StatusWriter
 from ..metrics import Metrics
@@ -29,6 +28,7 @@ from ..prefect.work_pools import fetch_kubernetes_default_template
 from .deployment import DeploymentReconciler
 from .entries import DeploymentEntry, Entry, PoolEntry
 from .locks import ResourceLocks
+from .pool_access import pool_access
 from .run_health import RunHealthObserver
 from .sinks import GuardedSink
 from .tag_limits import TagLimitCoalescer
@@ -111,20 +111,7 @@ class Runtime:
 
     async def pool_access(self, pool_name: str, namespace: str) -> str | None:
         """Why the PrefectWorkPool managing `pool_name` refuses `namespace`; None: allowed."""
-        for pool in self.pool_entries():
-            if str(pool.raw.get("poolName") or pool.name) != pool_name:
-                continue
-            spec = pool.spec
-            if spec is None:  # its restrictions cannot be read: refuse rather than lift them
-                return f"PrefectWorkPool {pool.name} (work pool {pool_name}) has an invalid spec ({pool.invalid}); fix it"
-            allowed = spec.allowed_namespaces
-            if allowed is None:
-                return None
-            labels = await self._namespace_labels(namespace) if allowed.selector is not None else {}
-            if namespace_allowed(allowed, namespace, labels):
-                return None
-            return namespace_refusal(pool.name, namespace, allowed, pool_name)
-        return None  # a pool no PrefectWorkPool manages: the platform team has not restricted it
+        return await pool_access(self.pool_entries(), pool_name, namespace, self._namespace_labels)
 
     async def _namespace_labels(self, namespace: str) -> dict[str, str]:
         cached = self._ns_labels.get(namespace)
