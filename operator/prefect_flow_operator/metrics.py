@@ -6,8 +6,9 @@ and embedders can run several operators side by side.
 
 from __future__ import annotations
 
+import collections
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -49,6 +50,23 @@ class Metrics:
         )
         self.in_flight = Gauge("pfo_reconciles_in_flight", "Reconciles running now (the work queue depth).", ["kind"], registry=r)
         self.resources = Gauge("pfo_resources", "Resources the operator knows, by kind.", ["kind"], registry=r)
+        self.resources_by_reason = Gauge(
+            "pfo_resources_by_reason",
+            "Resources by kind and the reason of their Ready condition (Pending: none yet), at the last sweep.",
+            ["kind", "reason"],
+            registry=r,
+        )
+        self._reasons: dict[str, set[str]] = {}  # reasons reported per kind, to drop the ones gone
+
+    def count_resources(self, kind: str, reasons: Iterable[str | None]) -> None:
+        """pfo_resources and pfo_resources_by_reason for `kind`, from every resource's Ready reason."""
+        counts = collections.Counter(reason or "Pending" for reason in reasons)
+        self.resources.labels(kind).set(sum(counts.values()))
+        for gone in self._reasons.get(kind, set()) - set(counts):
+            self.resources_by_reason.remove(kind, gone)  # not left showing the last count forever
+        self._reasons[kind] = set(counts)
+        for reason, n in counts.items():
+            self.resources_by_reason.labels(kind, reason).set(n)
 
     def observe_request(self, method: str, path: str, status: int | str, seconds: float) -> None:
         self.prefect_requests.labels(method, path, str(status)).inc()

@@ -88,7 +88,7 @@ def exported_metrics() -> frozenset[str]:
         with m.reconciling(kind):
             pass
         m.drift_reverts.labels(kind).inc()
-        m.resources.labels(kind).set(3)
+        m.count_resources(kind, [conditions.SYNCED, None])
     m.observe_request("GET", "deployments/{id}", 200, 0.01)
     m.observe_request("POST", "deployments/filter", "error", 0.2)
     m.sweep_seconds.observe(1.5)
@@ -118,6 +118,7 @@ def test_exported_metrics_are_the_documented_ones() -> None:
         "pfo_sweep_last_success_timestamp_seconds",
         "pfo_reconciles_in_flight",
         "pfo_resources",
+        "pfo_resources_by_reason",
     ):
         assert name in names
     assert "pfo_sweep_last_success_timestamp" not in names  # the check below compares exact names
@@ -380,7 +381,7 @@ def test_dashboard_panels() -> None:
         "Drift reverts": "pfo_drift_reverts_total",
         "Sweep age": "pfo_sweep_last_success_timestamp_seconds",
         "Resources by kind": "pfo_resources",
-        "Resources by Ready reason (reconcile outcomes, last 5 minutes)": "pfo_reconcile_total",
+        "Resources by Ready reason": "pfo_resources_by_reason",
     }
     for title, metric in wanted.items():
         assert metric in by_title[title], title

@@ -75,7 +75,7 @@ async def sweep_forever(rt: Runtime) -> None:
 async def sweep_once(rt: Runtime) -> None:
     deployments = [e for e in rt.deployment_entries() if e.sweepable]
     pools = await _sweep_pools(rt)
-    rt.metrics.resources.labels(PFD_KIND).set(sum(1 for _ in rt.deployment_entries()))
+    rt.metrics.count_resources(PFD_KIND, (e.ready_reason for e in rt.deployment_entries()))
     by_uid: dict[str, dict[str, Any]] = {}
     taken_at = time.monotonic()
     async for dep in rt.api.paged("deployments/filter"):
@@ -108,7 +108,7 @@ async def _sweep_pools(rt: Runtime) -> dict[str, Any]:
     """Check every settled pool against one bulk read; the pools as Prefect has them after."""
     pools = await read_pools(rt.api)
     entries = [e for e in rt.pool_entries() if e.sweepable]
-    rt.metrics.resources.labels(PWP_KIND).set(sum(1 for _ in rt.pool_entries()))
+    rt.metrics.count_resources(PWP_KIND, (e.ready_reason for e in rt.pool_entries()))
     if not entries:
         return pools
     queues = await read_queues(rt.api)
