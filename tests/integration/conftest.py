@@ -29,11 +29,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("prefect_server", backends, indirect=True, scope="session")
 
 
-def database_of(server: PrefectServer) -> str:
-    """`sqlite` or `postgres`: the backend a server of this fixture stores in."""
-    return "postgres" if server.settings.get("PREFECT_SERVER_DATABASE_DRIVER", "").startswith("postgresql") else "sqlite"
-
-
 @pytest.fixture(scope="session")
 def prefect_server(request: pytest.FixtureRequest) -> Iterator[PrefectServer]:
     database, version = str(request.param).split("-")

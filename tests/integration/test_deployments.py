@@ -31,7 +31,7 @@ from prefect_flow_operator.desired.deployment import (
 )
 from prefect_flow_operator.desired.work_pool import default_base_job_template
 from prefect_flow_operator.prefect import deployments
-from prefect_flow_operator.prefect.client import PrefectAPI, PrefectUnavailable
+from prefect_flow_operator.prefect.client import AUTO_WRITE_CONCURRENCY, PrefectAPI, PrefectUnavailable
 from prefect_flow_operator.prefect.deployments import DeploymentSync, sync_deployment
 from tests.support.prefect_server import PrefectServer
 from tests.support.specs import PARAM_SCHEMA, full_spec
@@ -988,3 +988,62 @@ async def test_job_variable_rejected_by_pool_on_update(api: PrefectAPI, raw: htt
     result = await sync(api, make_spec(flow, jobVariables={"finished_job_ttl": "soon"}), owner)
     assert_invalid(result, "soon")
     assert (await must_read(raw, flow))["job_variables"] == FULL_JOB_VARIABLES
+
+
+# -- write concurrency ---------------------------------------------------------------------
+
+
+class WriteWatch:
+    """The operator's writes in flight at its HTTP layer. The first `hold` deployment creates
+    wait until `hold` writes are in flight together, so their overlap is certain, not left to
+    timing; a gate narrower than `hold` never lets that happen and the wait fails the test."""
+
+    def __init__(self, send: Callable[..., Any], hold: int) -> None:
+        self.send, self.hold = send, hold
+        self.in_flight = self.most = self.held = 0
+        self.full = asyncio.Event()
+
+    async def __call__(self, method: str, url: str, **kw: Any) -> Any:
+        if method == "GET" or str(url).endswith(("/filter", "/paginate")):
+            return await self.send(method, url, **kw)
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            if self.held < self.hold and str(url).endswith("deployments/"):
+                self.held += 1
+                if self.in_flight >= self.hold:
+                    self.full.set()
+                await asyncio.wait_for(self.full.wait(), 120)  # a hang guard, not a measurement
+            return await self.send(method, url, **kw)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_resources_applied_together_write_as_the_database_allows(
+    api: PrefectAPI, raw: httpx.AsyncClient, pools: dict[str, str], prefect_server: PrefectServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The operator's default, PFO_PREFECT_WRITE_CONCURRENCY=auto (the `api` fixture), decides on
+    # the first write from the database the server reports: several writes at once on Postgres,
+    # one at a time on SQLite (which answers concurrent writes with 503).
+    expected = AUTO_WRITE_CONCURRENCY if prefect_server.database == "postgres" else 1
+    watch = WriteWatch(api._http.request, expected)
+    monkeypatch.setattr(api._http, "request", watch)
+    # A queue the pool does not have yet: Prefect creates it with the first deployment, and
+    # on Postgres the creates in flight together race to (all but one answer 409 at first).
+    queue, n = f"q-{uuid.uuid4().hex[:8]}", 12
+    flows, owners = [unique_flow() for _ in range(n)], [new_owner(name=f"etl-{i}") for i in range(n)]
+    specs = [make_spec(f, pool={"name": FULL_POOL, "queue": queue}) for f in flows]
+    delta = Delta(api)
+    results = await asyncio.gather(*(sync(api, s, o) for s, o in zip(specs, owners, strict=True)))
+
+    assert api.max_concurrent_writes == expected
+    assert watch.most == expected
+    assert [r.outcome.reason for r in results] == [c.SYNCED] * n, [r.outcome.message for r in results]
+    writes = {k: v for k, v in delta.requests.items() if k[0] != "GET"}
+    assert set(writes) == {("POST", "flows/"), ("POST", "deployments/")}, writes
+    assert writes[("POST", "flows/")] == n
+    # One create each, and at most one repeat each (after a lost race for the new queue).
+    assert n <= writes[("POST", "deployments/")] <= 2 * n - 1
+    for flow in flows:
+        assert await count(raw, flow) == 1
+        assert (await must_read(raw, flow))["work_queue_name"] == queue

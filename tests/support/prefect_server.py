@@ -71,6 +71,11 @@ class PrefectServer:
         self.settings = settings  # extra PREFECT_* settings of the server
 
     @property
+    def database(self) -> str:
+        """`postgres` when given a Postgres database by settings (tests.support.postgres), else `sqlite`."""
+        return "postgres" if self.settings.get("PREFECT_SERVER_DATABASE_DRIVER", "").startswith("postgresql") else "sqlite"
+
+    @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api"
 

@@ -1,4 +1,5 @@
-"""Writes to Prefect in flight at once: configured, or decided by the server's database.
+"""Writes to Prefect in flight at once: configured, or decided by the server's database;
+and the deployment writes that race each other on Postgres.
 
 PrefectAPI talks to a fake server here (httpx.MockTransport); the integration tests run the
 same detection against real SQLite and Postgres servers (tests/integration/conftest.py).
@@ -14,7 +15,8 @@ import pytest
 from pydantic import ValidationError
 
 from prefect_flow_operator.config import OperatorConfig
-from prefect_flow_operator.prefect.client import AUTO_WRITE_CONCURRENCY, PrefectAPI, PrefectUnavailable
+from prefect_flow_operator.prefect.client import AUTO_WRITE_CONCURRENCY, PrefectAPI, PrefectError, PrefectUnavailable
+from prefect_flow_operator.prefect.deployments import write_deployment
 
 URL = "http://prefect.test:4200/api"
 
@@ -136,3 +138,47 @@ async def test_unreachable_server_is_asked_again() -> None:
         fake.settings_status = 200
         await write_many(api, fake, 5)
         assert api.max_concurrent_writes == AUTO_WRITE_CONCURRENCY
+
+
+class Answers:
+    """Answers each request with the next status of a script (and counts them)."""
+
+    def __init__(self, *statuses: int) -> None:
+        self.statuses = list(statuses)
+        self.sent = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.sent += 1
+        status = self.statuses.pop(0)
+        return httpx.Response(status, json={"id": "d1"} if status < 300 else {"detail": "Data integrity conflict."})
+
+    def api(self) -> PrefectAPI:
+        api = PrefectAPI(URL, retries=0)
+        api._http = httpx.AsyncClient(base_url=URL + "/", transport=httpx.MockTransport(self))
+        return api
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+async def test_a_lost_race_for_a_new_queue_is_sent_once_more(method: str) -> None:
+    # Postgres: writes creating the same new work queue together all answer 409 but one.
+    answers = Answers(409, 201)
+    async with answers.api() as api:
+        assert await write_deployment(api, method, "deployments/", {"name": "d", "work_queue_name": "new"}) == {"id": "d1"}
+    assert answers.sent == 2
+
+
+@pytest.mark.parametrize(
+    ("statuses", "body"),
+    [
+        ((409, 409), {"name": "d", "work_queue_name": "new"}),  # a conflict that stays is Prefect's answer
+        ((409,), {"name": "d"}),  # no queue to race for: nothing to repeat
+        ((422,), {"name": "d", "work_queue_name": "new"}),
+    ],
+)
+async def test_other_refusals_are_raised(statuses: tuple[int, ...], body: dict[str, Any]) -> None:
+    answers = Answers(*statuses)
+    async with answers.api() as api:
+        with pytest.raises(PrefectError) as err:
+            await write_deployment(api, "POST", "deployments/", body)
+    assert err.value.status == statuses[-1]
+    assert answers.sent == len(statuses)
