@@ -74,7 +74,7 @@ async def apply(api: PrefectAPI, plan: DeploymentPlan, actual: dict[str, Any] | 
         if plan.create:
             return await _create(api, plan)
         if plan.relabel is not None:
-            actual = await api.request("POST", "deployments/", json=plan.relabel)
+            actual = await write_deployment(api, "POST", "deployments/", plan.relabel)
             assert actual is not None
             follow = plan_update(plan.desired, actual)
             follow.reschedule = plan.reschedule
@@ -88,10 +88,27 @@ async def apply(api: PrefectAPI, plan: DeploymentPlan, actual: dict[str, Any] | 
         raise
 
 
+async def write_deployment(api: PrefectAPI, method: str, path: str, body: dict[str, Any], template: str | None = None) -> Any:
+    """A deployment create (the upsert) or PATCH, sent once more after a 409.
+
+    Prefect creates a work queue the deployment names when the pool lacks it. On
+    PostgreSQL, writes that race to create the same queue all fail but one, on the queue's
+    unique name (409 "Data integrity conflict"; seen with 3.9.1 and several writes in
+    flight): by then the queue exists. Both writes are idempotent, so the repeat is safe;
+    a 409 that stays (say, the flow was deleted meanwhile) is raised as before. SQLite
+    serialises its writers, so it never races here."""
+    try:
+        return await api.request(method, path, template=template, json=body)
+    except PrefectError as exc:
+        if exc.status != 409 or not body.get("work_queue_name"):
+            raise
+    return await api.request(method, path, template=template, json=body)
+
+
 async def _update(api: PrefectAPI, plan: DeploymentPlan) -> None:
     dep_id = plan.deployment_id
     if plan.patch:
-        await api.request("PATCH", f"deployments/{dep_id}", template="deployments/{id}", json=plan.patch)
+        await write_deployment(api, "PATCH", f"deployments/{dep_id}", plan.patch, template="deployments/{id}")
     await _apply_schedule_plan(api, str(dep_id), plan.schedules)
     if plan.reschedule:
         await api.request("POST", f"deployments/{dep_id}/schedule", template=SCHEDULE, json={})
@@ -141,7 +158,7 @@ async def _first_of_flow(api: PrefectAPI, desired: DesiredDeployment) -> tuple[d
 
 async def _post(api: PrefectAPI, desired: DesiredDeployment, flow_id: str, made: bool) -> dict[str, Any]:
     try:
-        created: dict[str, Any] = await api.request("POST", "deployments/", json=desired.create_body(flow_id))
+        created: dict[str, Any] = await write_deployment(api, "POST", "deployments/", desired.create_body(flow_id))
     except PrefectError as exc:
         if made and rejected(exc):
             await _forget_flow(api, flow_id)
