@@ -14,6 +14,8 @@ server for the peer. Measured per N:
   1% of the deployments edited in Prefect directly, and the time until all are reverted;
 - edit latency: `spec.description` patched, until Prefect shows it (p50/p99);
 - memory: the operator's peak RSS (VmHWM);
+- the floor: a bare client creating the same N deployments serially on a fresh server,
+  with the bodies the operator sends; cold converge is reported as a ratio to it;
 - the peer: `prefect deploy --all` from a generated prefect.yaml for the same
   deployments, cold and as a no-op re-run, its requests counted by a loopback proxy.
   `prefect deploy` needs ~1-2 s per deployment on 2 cores, so by default it deploys a
@@ -49,6 +51,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from prefect_flow_operator.api.flow_deployment import PrefectFlowDeploymentSpec  # noqa: E402
+from prefect_flow_operator.desired.deployment import Owner, desired_deployment  # noqa: E402
+from prefect_flow_operator.desired.work_pool import template_supports  # noqa: E402
 from tests.support.controlplane import ControlPlane  # noqa: E402
 from tests.support.operator_process import OperatorProcess  # noqa: E402
 from tests.support.prefect_http import prefect_client  # noqa: E402
@@ -417,6 +422,26 @@ def peer(n: int, sample: int, full: bool, workdir: Path) -> dict[str, Any]:
     return {"startup_seconds": round(startup, 2), "present": present, **runs}
 
 
+def floor(n: int) -> dict[str, Any]:
+    """The floor of a cold converge: a bare client creating the same N deployments one
+    after the other on a fresh server, with the bodies the operator sends (DESIGN §7)."""
+    with PrefectServer() as server, prefect_client(server.api_url, timeout=60) as papi:
+        create_pool(server)
+        supports = template_supports(papi.get(f"work_pools/{POOL}").raise_for_status().json()["base_job_template"])
+        bodies = []
+        for i in range(n):
+            owner = Owner("default", "floor", dep_name(i), f"floor-{i}")
+            spec = PrefectFlowDeploymentSpec.model_validate(cr(i, "floor")["spec"])
+            bodies.append(desired_deployment(spec, name=dep_name(i), namespace="floor", owner=owner, supports=supports))
+        t0 = time.monotonic()
+        flow_id = papi.post("flows/", json={"name": FLOW}).raise_for_status().json()["id"]
+        for d in bodies:
+            papi.post("deployments/", json=d.create_body(flow_id)).raise_for_status()
+        secs = time.monotonic() - t0
+    log(f"  floor {n}: {secs:.1f}s ({secs / n * 1000:.0f} ms per create)")
+    return {"seconds": round(secs, 2)}
+
+
 def run_size(cp: ControlPlane, n: int, args: argparse.Namespace) -> dict[str, Any]:
     ns = f"bench-{n}-{uuid.uuid4().hex[:5]}"
     cp.kubectl("create", "namespace", ns)
@@ -441,6 +466,7 @@ def run_size(cp: ControlPlane, n: int, args: argparse.Namespace) -> dict[str, An
         finally:
             op.stop()
             res["operator_log"] = str(op.log)
+    res["floor"] = floor(n)
     if args.peer_sample or args.peer_full:
         res["peer"] = peer(n, args.peer_sample, args.peer_full, workdir)
     return res
@@ -464,6 +490,8 @@ def summarize(r: dict[str, Any]) -> dict[str, Any]:
         "drift_revert_s": r["steady"]["drift"][0]["revert_seconds"],
         "peak_rss_mb": r["rss_mb"].get("VmHWM"),
     }
+    if "floor" in r:
+        s |= {"floor_s": r["floor"]["seconds"], "cold_vs_floor": round(r["cold"]["seconds"] / r["floor"]["seconds"], 2)}
     if "edit_latency" in r:
         s |= {"edit_p50_s": r["edit_latency"]["p50"], "edit_p99_s": r["edit_latency"]["p99"]}
     if "peer" in r:
