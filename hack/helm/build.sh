@@ -24,15 +24,7 @@ GO_TOOL_NO_GO_HINT="set PFO_HELM to a helm 3 binary"
 
 HELM_VERSION="${PFO_HELM_VERSION:-v3.21.4}"
 
-if [[ "${1:-}" == "--version" ]]; then
-    echo "$HELM_VERSION"
-    exit 0
-fi
-
-if [[ -n "${PFO_HELM:-}" ]]; then
-    [[ -x "$PFO_HELM" ]] || go_tool_die "PFO_HELM=$PFO_HELM is not executable"
-    go_tool_use "$PFO_HELM" "using PFO_HELM"
-fi
+go_tool_preamble "$HELM_VERSION" PFO_HELM "$@"
 
 build() {
     export GOFLAGS="-buildvcs=false" GOBIN="$1"

@@ -23,6 +23,22 @@ go_tool_die() {
 
 go_tool_cache_root() { echo "${PFO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/prefect-flow-operator}"; }
 
+# The common start of a build script: `--version` prints VERSION and exits; a set
+# override variable (PFO_HELM, PFO_PROMTOOL, ...) names the binary to use instead.
+#   go_tool_preamble <version> <override variable name> "$@"
+go_tool_preamble() {
+    local version=$1 var=$2
+    shift 2
+    if [[ "${1:-}" == "--version" ]]; then
+        echo "$version"
+        exit 0
+    fi
+    if [[ -n "${!var:-}" ]]; then
+        [[ -x "${!var}" ]] || go_tool_die "$var=${!var} is not executable"
+        go_tool_use "${!var}" "using $var"
+    fi
+}
+
 # Exit 0 printing $1 when it is an executable file; return otherwise.
 go_tool_use() {
     if [[ -x "$1" && -f "$1" ]]; then

@@ -27,15 +27,7 @@ version="$(awk '
 ' "$here/go.mod")"
 [[ -n "$version" ]] || go_tool_die "cannot read the github.com/prometheus/prometheus version from $here/go.mod"
 
-if [[ "${1:-}" == "--version" ]]; then
-    echo "$version"
-    exit 0
-fi
-
-if [[ -n "${PFO_PROMTOOL:-}" ]]; then
-    [[ -x "$PFO_PROMTOOL" ]] || go_tool_die "PFO_PROMTOOL=$PFO_PROMTOOL is not executable"
-    go_tool_use "$PFO_PROMTOOL" "using PFO_PROMTOOL"
-fi
+go_tool_preamble "$version" PFO_PROMTOOL "$@"
 
 build() {
     cd "$here"

@@ -65,3 +65,11 @@ def only(objs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 
 NAMESPACED_VALUES: dict[str, Any] = {"watchNamespaces": ["team-x", "team-y"], "clusterName": "namespaced"}
+
+
+def assert_schema_refuses(values: dict[str, Any], field: str) -> None:
+    """`helm template` refuses `values` through values.schema.json, naming `field`."""
+    proc = template(values, check=False)
+    assert proc.returncode != 0, f"accepted bad values {values}"
+    assert "values don't meet the specifications of the schema" in proc.stderr, proc.stderr
+    assert field in proc.stderr, proc.stderr
