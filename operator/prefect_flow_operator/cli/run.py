@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 from ..api.flow_deployment import PLURAL
 from ..prefect.client import PrefectAPI, PrefectError, PrefectUnavailable
+from ..prefect.deployments import flow_run_url_for
 from .connect import ClusterReader, kube_login, operator_config, prefect_api
 from .errors import CliError
 
@@ -76,10 +77,6 @@ def runnable_deployment_id(obj: Mapping[str, Any]) -> str:
     return str(status["deploymentId"])
 
 
-def run_url(ui_url: str | None, run_id: str) -> str | None:
-    return f"{ui_url.rstrip('/')}/runs/flow-run/{run_id}" if ui_url else None
-
-
 async def create_run(api: PrefectAPI, deployment_id: str, parameters: dict[str, Any]) -> dict[str, Any]:
     body = {"parameters": parameters} if parameters else {}
     try:
@@ -128,7 +125,7 @@ async def run(req: RunRequest, out: TextIO = sys.stdout) -> int:
     async with prefect_api(config) as api:
         flow_run = await create_run(api, deployment_id, req.parameters)
         print(f"flow run {flow_run['name']} ({flow_run['id']}) of {namespace}/{req.name}", file=out, flush=True)
-        if url := run_url(config.prefect_ui_url, str(flow_run["id"])):
+        if url := flow_run_url_for(config.prefect_ui_url, str(flow_run["id"])):
             print(url, file=out, flush=True)
         return await watch(api, str(flow_run["id"]), req.poll_seconds, out) if req.watch else 0
 
