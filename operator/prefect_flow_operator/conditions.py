@@ -23,6 +23,9 @@ IN_USE = "InUse"
 LIMIT_CONFLICT = "LimitConflict"
 NAMESPACE_NOT_ALLOWED = "NamespaceNotAllowed"
 KUBERNETES_ERROR = "KubernetesError"
+WORKERS_READY = "WorkersReady"  # also the condition type of a pool's workers
+WORKERS_UNAVAILABLE = "WorkersUnavailable"
+CONCURRENCY_LIMIT_NOT_FOUND = "ConcurrencyLimitNotFound"
 
 
 @dataclass(frozen=True)

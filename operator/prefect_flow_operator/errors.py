@@ -48,6 +48,14 @@ class PoolMissing(ReconcileError):
     retry_after = POOL_RETRY
 
 
+class SharedLimitMissing(ReconcileError):
+    """spec.concurrency.sharedLimit names a PrefectConcurrencyLimit that is missing or not
+    Ready yet; resolved as soon as that limit is synced (Runtime.limit_ready)."""
+
+    reason = c.CONCURRENCY_LIMIT_NOT_FOUND
+    retry_after = POOL_RETRY
+
+
 class NamespaceNotAllowed(ReconcileError):
     reason = c.NAMESPACE_NOT_ALLOWED
     stalled = True

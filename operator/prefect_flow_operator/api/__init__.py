@@ -1,6 +1,7 @@
 """API types of pfo.dev/v1alpha1: the single source the CRDs are generated from."""
 
 from .common import Condition, ConditionStatus, DeletionPolicy
+from .concurrency_limit import PrefectConcurrencyLimit, PrefectConcurrencyLimitSpec, PrefectConcurrencyLimitStatus
 from .flow_deployment import PrefectFlowDeployment, PrefectFlowDeploymentSpec, PrefectFlowDeploymentStatus
 from .work_pool import PrefectWorkPool, PrefectWorkPoolSpec, PrefectWorkPoolStatus
 
@@ -15,6 +16,9 @@ __all__ = [
     "Condition",
     "ConditionStatus",
     "DeletionPolicy",
+    "PrefectConcurrencyLimit",
+    "PrefectConcurrencyLimitSpec",
+    "PrefectConcurrencyLimitStatus",
     "PrefectFlowDeployment",
     "PrefectFlowDeploymentSpec",
     "PrefectFlowDeploymentStatus",

@@ -80,12 +80,34 @@ class TagLimit(Model):
 class Concurrency(Model):
     """Concurrency of this deployment's flow runs, and the shared tag limits it relies on."""
 
+    openapi_extra: ClassVar[dict[str, Any]] = {
+        "x-kubernetes-validations": [
+            cel(
+                "!(has(self.limit) && has(self.sharedLimit))",
+                "set either limit (this deployment's own limit) or sharedLimit (a PrefectConcurrencyLimit "
+                "shared with other deployments), not both",
+                fieldPath=".sharedLimit",
+            )
+        ]
+    }
+
     limit: int | None = Field(
-        None, description="Maximum concurrent flow runs of this deployment. Unset: no limit.", ge=1
+        None, description="Maximum concurrent flow runs of this deployment. Unset: no limit. Excludes sharedLimit.", ge=1
+    )
+    shared_limit: str | None = Field(
+        None,
+        description=(
+            "metadata.name of a PrefectConcurrencyLimit whose slots this deployment's flow runs take, together "
+            "with every other deployment naming it (Prefect's global_concurrency_limit_id). Excludes limit."
+        ),
+        pattern=DNS_SUBDOMAIN,
+        max_length=253,
     )
     collision_strategy: CollisionStrategy = Field(
         CollisionStrategy.ENQUEUE,
-        description="What happens to a run over the limit: Enqueue waits for a slot, CancelNew cancels it.",
+        description=(
+            "What happens to a run over the limit (or sharedLimit): Enqueue waits for a slot, CancelNew cancels it."
+        ),
     )
     grace_period_seconds: int | None = Field(
         None,

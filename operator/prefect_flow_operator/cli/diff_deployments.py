@@ -12,9 +12,10 @@ from urllib.parse import quote
 from ..api.flow_deployment import KIND, PrefectFlowDeploymentSpec
 from ..desired.deployment import Owner, SchedulePlan
 from ..desired.deployment_plan import DeploymentPlan, Observed, owns, plan_deployment, schedules_runs
-from ..errors import ReconcileError
+from ..errors import ReconcileError, SharedLimitMissing
 from ..prefect import deployments as prefect
 from ..prefect.client import PrefectAPI
+from ..prefect.concurrency_limits import read_limit
 from .diff_report import FieldChange, ResourcePlan, ScheduleChange, Write
 
 # Why a namespace may not use a pool: (pool name, namespace) -> refusal or None.
@@ -37,6 +38,8 @@ def plan_writes(plan: DeploymentPlan, flow_exists: bool) -> list[Write]:
     if plan.create:
         return ([] if flow_exists else [("POST", "flows/")]) + [("POST", "deployments/")]
     writes: list[Write] = [("POST", "deployments/")] if plan.relabel is not None else []
+    if plan.pre_patch:
+        writes.append(("PATCH", "deployments/{id}"))
     if plan.patch:
         writes.append(("PATCH", "deployments/{id}"))
     writes += schedule_writes(plan.schedules)
@@ -59,6 +62,8 @@ def field_changes(patch: Mapping[str, Any], actual: Mapping[str, Any]) -> list[F
         old = actual.get(key)
         if key == "concurrency_limit":
             old = (actual.get("global_concurrency_limit") or {}).get("limit")
+        if key == "global_concurrency_limit_id":
+            old = (actual.get("global_concurrency_limit") or {}).get("id")
         if key == "job_variables":
             have, want = old or {}, new or {}
             out += [FieldChange(f"job_variables.{k}", have.get(k), want.get(k)) for k in sorted({*have, *want})
@@ -98,16 +103,32 @@ async def diff_deployment(api: PrefectAPI, t: Target, pool: Any, access: Access,
     flow, dep = spec.flow_name, spec.prefect_deployment_name(t.name)
     try:
         problem = await access(spec.pool.name, t.namespace)
-        observed = await prefect.observe(api, flow, dep, spec.pool.name, pool=pool, access=problem)
+        shared = await _shared_limit_id(api, spec.concurrency.shared_limit) if spec.concurrency else None
+        observed = await prefect.observe(api, flow, dep, spec.pool.name, pool=pool, access=problem, shared_limit_id=shared)
         winner = claimed.get(f"{flow}/{dep}")
         if observed.actual is None and winner is not None and winner != t.owner:
             # Another manifest creates it first: the operator would find its labels.
-            observed = Observed(observed.pool, {"id": "", "labels": winner.labels()}, problem)
+            observed = Observed(observed.pool, {"id": "", "labels": winner.labels()}, problem, shared)
         plan = plan_deployment(spec, name=t.name, owner=t.owner, observed=observed)
     except ReconcileError as exc:
         return resource(t, "refused", reason=exc.reason, message=str(exc))
     claimed.setdefault(f"{flow}/{dep}", t.owner)
     return await _described(api, t, plan, observed.actual)
+
+
+async def _shared_limit_id(api: PrefectAPI, limit: str | None) -> str | None:
+    """The Prefect id of spec.concurrency.sharedLimit, looked up by the limit's default name
+    (the PrefectConcurrencyLimit's metadata.name): the diff does not read that resource, so
+    a limit with another spec.limitName, or one not created yet, is reported as missing."""
+    if not limit:
+        return None
+    found = await read_limit(api, limit)
+    if found is None:
+        raise SharedLimitMissing(
+            f"spec.concurrency.sharedLimit: no Prefect concurrency limit named {limit} yet; apply its "
+            "PrefectConcurrencyLimit first (the operator syncs this resource as soon as the limit is Ready)"
+        )
+    return str(found["id"])
 
 
 async def _described(api: PrefectAPI, t: Target, plan: DeploymentPlan, actual: dict[str, Any] | None) -> ResourcePlan:

@@ -25,6 +25,9 @@ OWNER_LABELS = (LABEL_CLUSTER, LABEL_NAMESPACE, LABEL_NAME, LABEL_UID)
 
 SET_WORKING_DIRECTORY = "prefect.deployments.steps.set_working_directory"
 COLLISION = {"Enqueue": "ENQUEUE", "CancelNew": "CANCEL_NEW"}
+# The name Prefect gives a deployment's own limit (spec.concurrency.limit); any other
+# limit a deployment references is a shared one (spec.concurrency.sharedLimit).
+OWN_LIMIT_PREFIX = "deployment:"
 DEFAULT_QUEUE = "default"
 
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
@@ -172,6 +175,8 @@ class DesiredDeployment:
     concurrency_limit: int | None
     concurrency_options: dict[str, Any] | None
     labels: dict[str, str] = field(default_factory=dict)
+    # The Prefect id of the PrefectConcurrencyLimit named by spec.concurrency.sharedLimit.
+    shared_limit_id: str | None = None
     # Job variables set through spec.jobVariables: a refusal of one names that field.
     escape_hatch: tuple[str, ...] = ()
 
@@ -186,18 +191,30 @@ class DesiredDeployment:
         }
         if self.concurrency_limit is not None:
             body["concurrency_limit"] = self.concurrency_limit
+        if self.shared_limit_id is not None:
+            body["global_concurrency_limit_id"] = self.shared_limit_id
         return body
 
 
 def desired_deployment(
-    spec: PrefectFlowDeploymentSpec, *, name: str, namespace: str, owner: Owner, supports: set[str]
+    spec: PrefectFlowDeploymentSpec,
+    *,
+    name: str,
+    namespace: str,
+    owner: Owner,
+    supports: set[str],
+    shared_limit_id: str | None = None,
 ) -> DesiredDeployment:
-    """The deployment Prefect should hold. Raises SpecError or TemplateError."""
+    """The deployment Prefect should hold. Raises SpecError or TemplateError.
+    `shared_limit_id`: the Prefect id of spec.concurrency.sharedLimit (the caller resolves it)."""
     validate(spec)
     conc = spec.concurrency
     limit = conc.limit if conc else None
+    if conc and conc.shared_limit and shared_limit_id is None:
+        raise ValueError("spec.concurrency.sharedLimit is set: its Prefect id must be resolved first")
+    shared = shared_limit_id if conc and conc.shared_limit else None
     options = None
-    if conc and limit is not None:
+    if conc and (limit is not None or shared is not None):
         options = {"collision_strategy": COLLISION[conc.collision_strategy], "grace_period_seconds": conc.grace_period_seconds}
     body = {
         "entrypoint": spec.entrypoint,
@@ -223,6 +240,7 @@ def desired_deployment(
         concurrency_limit=limit,
         concurrency_options=options,
         labels=owner.labels(),
+        shared_limit_id=shared,
         escape_hatch=tuple(spec.job_variables.model_dump(by_alias=True, exclude_none=True)) if spec.job_variables else (),
     )
 
@@ -263,13 +281,42 @@ def deployment_patch(desired: DesiredDeployment, actual: dict[str, Any]) -> dict
     return patch
 
 
+def attached_limit(actual: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """("own" | "shared" | None, the limit) a Prefect deployment references."""
+    limit = actual.get("global_concurrency_limit") or {}
+    if not limit:
+        return None, {}
+    return ("own" if str(limit.get("name", "")).startswith(OWN_LIMIT_PREFIX) else "shared"), limit
+
+
+def own_limit_removal(desired: DesiredDeployment, actual: dict[str, Any]) -> dict[str, Any]:
+    """The PATCH that must go out before the deployment moves from its own limit to a
+    shared one; {} when none must.
+
+    Not one PATCH with both: Prefect (3.6-3.9 `models/deployments.py::update_deployment`)
+    first points the deployment at the shared limit, then handles `concurrency_limit: null`
+    by deleting whatever limit the deployment points at, which would be the shared one."""
+    kind, _ = attached_limit(actual)
+    return {"concurrency_limit": None} if desired.shared_limit_id is not None and kind == "own" else {}
+
+
 def _concurrency_patch(desired: DesiredDeployment, actual: dict[str, Any]) -> dict[str, Any]:
     patch: dict[str, Any] = {}
-    have_limit = (actual.get("global_concurrency_limit") or {}).get("limit")
-    if desired.concurrency_limit != have_limit:
-        # An explicit null deletes the deployment's limit in Prefect.
+    kind, have = attached_limit(actual)
+    if desired.shared_limit_id is not None:
+        if kind != "shared" or str(have.get("id")) != desired.shared_limit_id:
+            patch["global_concurrency_limit_id"] = desired.shared_limit_id
+    elif kind == "shared":
+        # Detached, never `concurrency_limit: null`: Prefect would delete the shared limit
+        # itself (the deployment's limit is whatever it points at). A declared own limit is
+        # then created in the same PATCH, after the detach.
+        patch["global_concurrency_limit_id"] = None
+        if desired.concurrency_limit is not None:
+            patch["concurrency_limit"] = desired.concurrency_limit
+    elif desired.concurrency_limit != have.get("limit"):
+        # An explicit null deletes the deployment's own limit in Prefect.
         patch["concurrency_limit"] = desired.concurrency_limit
-    if desired.concurrency_limit is None:
+    if desired.concurrency_limit is None and desired.shared_limit_id is None:
         if actual.get("concurrency_options") is not None and _options(actual.get("concurrency_options")) != _options(None):
             patch["concurrency_options"] = None
     elif _options(desired.concurrency_options) != _options(actual.get("concurrency_options")):

@@ -20,6 +20,7 @@ from .deployment import (
     deployment_patch,
     desired_deployment,
     needs_relabel,
+    own_limit_removal,
     owner_of,
     schedule_plan,
     validate,
@@ -39,6 +40,7 @@ class Observed:
     pool: dict[str, Any] | None  # the work pool document, None: no such pool
     actual: dict[str, Any] | None  # the deployment, None: none by that name
     access_problem: str | None = None  # why the pool's PrefectWorkPool refuses this namespace
+    shared_limit_id: str | None = None  # Prefect id of the PrefectConcurrencyLimit spec.concurrency.sharedLimit names
 
 
 @dataclass
@@ -48,6 +50,7 @@ class DeploymentPlan:
     flow_id: str | None = None
     create: bool = False
     relabel: dict[str, Any] | None = None  # the upsert body that sets ownership labels
+    pre_patch: dict[str, Any] = field(default_factory=dict)  # a PATCH that must land before `patch`
     patch: dict[str, Any] = field(default_factory=dict)
     schedules: SchedulePlan = field(default_factory=SchedulePlan)
     # Prefect drops future scheduled runs on every deployment PATCH and schedule write:
@@ -56,13 +59,14 @@ class DeploymentPlan:
 
     @property
     def empty(self) -> bool:
-        return not (self.create or self.relabel or self.patch or self.schedules)
+        return not (self.create or self.relabel or self.pre_patch or self.patch or self.schedules)
 
     def changes(self, actual: dict[str, Any] | None) -> list[str]:
         """One line per kind of write, for the event that says what was changed."""
         if self.create:
             return ["created"]
         notes = ["ownership labels set"] if self.relabel else []
+        notes += ["own concurrency limit removed for the shared one"] if self.pre_patch else []
         # work_pool_name/work_queue_name travel together (see deployment_patch): name only those that differ.
         notes += [
             f"{k} changed"
@@ -108,6 +112,10 @@ def plan_deployment(spec: PrefectFlowDeploymentSpec, *, name: str, owner: Owner,
         labels = {k: v for k, v in (actual.get("labels") or {}).items() if not k.startswith("prefect.")}
         body = desired.create_body(actual["flow_id"])
         body["labels"] = {**labels, **desired.labels}
+        # The limit is left to the PATCH planned after the upsert: the upsert would change the
+        # value of whatever limit the deployment points at, a shared one included.
+        body.pop("concurrency_limit", None)
+        body.pop("global_concurrency_limit_id", None)
         return DeploymentPlan(desired, actual["id"], actual.get("flow_id"), relabel=body, reschedule=schedules_runs(desired))
     return plan_update(desired, actual)
 
@@ -117,10 +125,11 @@ def plan_update(desired: DesiredDeployment, actual: dict[str, Any]) -> Deploymen
         desired,
         actual["id"],
         actual.get("flow_id"),
+        pre_patch=own_limit_removal(desired, actual),
         patch=deployment_patch(desired, actual),
         schedules=schedule_plan(desired.schedules, actual.get("schedules") or []),
     )
-    plan.reschedule = bool(plan.patch or plan.schedules) and schedules_runs(desired)
+    plan.reschedule = bool(plan.pre_patch or plan.patch or plan.schedules) and schedules_runs(desired)
     return plan
 
 
@@ -145,6 +154,13 @@ def _desired(spec: PrefectFlowDeploymentSpec, *, name: str, owner: Owner, observ
             "route the namespace through {{ namespace }} in the pool's base job template"
         )
     try:
-        return desired_deployment(spec, name=name, namespace=owner.namespace, owner=owner, supports=template_supports(template))
+        return desired_deployment(
+            spec,
+            name=name,
+            namespace=owner.namespace,
+            owner=owner,
+            supports=template_supports(template),
+            shared_limit_id=observed.shared_limit_id,
+        )
     except TemplateError as exc:
         raise TemplateError(f"work pool {pool_name!r}: {exc}; {POOL_FIX}") from None

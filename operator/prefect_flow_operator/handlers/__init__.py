@@ -3,4 +3,4 @@
 Importing this package registers every handler with kopf.
 """
 
-from . import flow_deployments, lifecycle, sweep, work_pools  # noqa: F401
+from . import concurrency_limits, flow_deployments, lifecycle, sweep, work_pools  # noqa: F401

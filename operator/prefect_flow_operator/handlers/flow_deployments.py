@@ -27,7 +27,7 @@ async def resume(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int
     """A resource handled at its generation is checked by the sweep's bulk read (one page
     for 200 resources) instead of a point read each: a restart costs ⌈N/200⌉ reads."""
     rt = runtime(memo)
-    ensure_sweeper(memo, kwargs["pfd_index"], kwargs["pwp_index"])
+    ensure_sweeper(memo, kwargs["pfd_index"], kwargs["pwp_index"], kwargs["pcl_index"])
     e = deployment_entry(body)
     if e.sweepable:
         request_sweep(memo)
@@ -38,7 +38,7 @@ async def resume(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE)
 async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **kwargs: Any) -> None:
-    ensure_sweeper(memo, kwargs["pfd_index"], kwargs["pwp_index"])
+    ensure_sweeper(memo, kwargs["pfd_index"], kwargs["pwp_index"], kwargs["pcl_index"])
     await _reconcile(runtime(memo), deployment_entry(body), patch, retry)
 
 
@@ -53,7 +53,7 @@ async def _reconcile(rt: Any, e: DeploymentEntry, patch: kopf.Patch, retry: int)
 async def release(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **kwargs: Any) -> None:
     # After a restart a deletion may be the first object handled: the cluster view must be
     # there, or the tag limits would be synced as if nobody declared any.
-    ensure_sweeper(memo, kwargs["pfd_index"], kwargs["pwp_index"])
+    ensure_sweeper(memo, kwargs["pfd_index"], kwargs["pwp_index"], kwargs["pcl_index"])
     rt = runtime(memo)
     with rt.metrics.reconciling(KIND):
         outcome = await rt.deployments.release(deployment_entry(body), HandlerSink(patch), retry=retry)

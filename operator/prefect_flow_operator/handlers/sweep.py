@@ -1,7 +1,8 @@
 """The drift sweep: the same reconcilers as the handlers, observing Prefect in bulk.
 
 Every `resync_seconds` (and right after a restart) it reads all pools, queues and
-deployments a page of 200 at a time, syncs the cluster's tag limits once, and runs every
+deployments a page of 200 at a time (the global concurrency limits the cluster declares
+with a few point reads, or one paged read for more), syncs the cluster's tag limits once, and runs every
 settled resource's reconcile against that observation: a resource in sync costs no
 request of its own and no write. Resources a handler still works on (observedGeneration
 lags) are left to that handler.
@@ -17,12 +18,16 @@ from typing import Any
 
 import kopf
 
+from ..api.concurrency_limit import KIND as PCL_KIND
+from ..api.concurrency_limit import PLURAL as PCL_PLURAL
 from ..api.flow_deployment import KIND as PFD_KIND
 from ..api.work_pool import KIND as PWP_KIND
 from ..desired.deployment import LABEL_CLUSTER, LABEL_UID
 from ..prefect.client import PrefectUnavailable
+from ..prefect.concurrency_limits import read_limits
 from ..prefect.deployments import UNSET
 from ..prefect.work_pools import read_pools, read_queues
+from ..reconciler.concurrency_limit import limit_name
 from ..reconciler.deployment import Bulk
 from ..reconciler.entries import DeploymentEntry
 from ..reconciler.runtime import Runtime, runtime
@@ -33,13 +38,15 @@ PARALLEL = 8
 RESUME_SETTLE = 0.5  # seconds: the resumes of a restart arrive together; one pass covers them
 
 
-def ensure_sweeper(memo: kopf.Memo, pfd_index: kopf.Index[Any, Any], pwp_index: kopf.Index[Any, Any]) -> None:
+def ensure_sweeper(
+    memo: kopf.Memo, pfd_index: kopf.Index[Any, Any], pwp_index: kopf.Index[Any, Any], pcl_index: kopf.Index[Any, Any]
+) -> None:
     """Start the sweep from the first handler call, not at startup: kopf hands its indexes
     to handlers only, and sets up event posting per resource task, which the sweep's task
     inherits (it posts events for many resources)."""
     rt = runtime(memo)
     if rt.sweeper is None:
-        rt.bind(pfd_index, pwp_index)
+        rt.bind(pfd_index, pwp_index, pcl_index)
         rt.sweep_wanted = asyncio.Event()
         rt.sweeper = asyncio.create_task(sweep_forever(rt), name="drift-sweep")
 
@@ -74,6 +81,7 @@ async def sweep_forever(rt: Runtime) -> None:
 
 async def sweep_once(rt: Runtime) -> None:
     deployments = [e for e in rt.deployment_entries() if e.sweepable]
+    await _sweep_limits(rt)  # first: a limit re-created here gets a new id its users take below
     pools = await _sweep_pools(rt)
     rt.metrics.count_resources(PFD_KIND, (e.ready_reason for e in rt.deployment_entries()))
     by_uid: dict[str, dict[str, Any]] = {}
@@ -102,6 +110,20 @@ async def sweep_once(rt: Runtime) -> None:
                 log.warning("drift sweep: %s not checked: %s", e.key, exc)
 
     await asyncio.gather(*(one(e) for e in deployments))
+
+
+async def _sweep_limits(rt: Runtime) -> None:
+    """Check every settled PrefectConcurrencyLimit against one observation of all of them."""
+    entries = [e for e in rt.limit_entries() if e.sweepable]
+    rt.metrics.count_resources(PCL_KIND, (e.ready_reason for e in rt.limit_entries()))
+    if not entries:
+        return
+    limits = await read_limits(rt.api, [(rt.limits.owned_id(e), limit_name(e)) for e in entries])
+    for e in entries:
+        try:
+            await rt.limits.reconcile(e, rt.guarded_sink(e, PCL_PLURAL), bulk=limits)
+        except Exception as exc:  # one limit must not end the pass
+            log.warning("drift sweep: concurrency limit %s not checked: %s", e.key, exc)
 
 
 async def _sweep_pools(rt: Runtime) -> dict[str, Any]:

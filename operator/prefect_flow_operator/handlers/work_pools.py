@@ -24,7 +24,7 @@ def pwp_index(body: kopf.Body, name: str, **_: Any) -> dict[str, PoolEntry]:
 @kopf.on.resume(*RESOURCE)
 async def resume_pool(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **kwargs: Any) -> None:
     """A pool handled at its generation is checked by the restart's sweep (bulk reads)."""
-    ensure_sweeper(memo, kwargs["pfd_index"], kwargs["pwp_index"])
+    ensure_sweeper(memo, kwargs["pfd_index"], kwargs["pwp_index"], kwargs["pcl_index"])
     e = pool_entry(body)
     if e.sweepable:
         request_sweep(memo)
@@ -35,7 +35,7 @@ async def resume_pool(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE)
 async def reconcile_pool(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **kwargs: Any) -> None:
-    ensure_sweeper(memo, kwargs["pfd_index"], kwargs["pwp_index"])
+    ensure_sweeper(memo, kwargs["pfd_index"], kwargs["pwp_index"], kwargs["pcl_index"])
     await _reconcile(memo, pool_entry(body), patch, retry)
 
 
@@ -50,7 +50,7 @@ async def _reconcile(memo: kopf.Memo, e: PoolEntry, patch: kopf.Patch, retry: in
 @kopf.on.delete(*RESOURCE)
 async def release_pool(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **kwargs: Any) -> None:
     # The cluster view first: without it the pool would look unused and be deleted.
-    ensure_sweeper(memo, kwargs["pfd_index"], kwargs["pwp_index"])
+    ensure_sweeper(memo, kwargs["pfd_index"], kwargs["pwp_index"], kwargs["pcl_index"])
     rt = runtime(memo)
     with rt.metrics.reconciling(KIND):
         outcome = await rt.pools.release(pool_entry(body), HandlerSink(patch), retry=retry)

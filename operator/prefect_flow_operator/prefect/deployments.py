@@ -16,7 +16,7 @@ from urllib.parse import quote
 from ..api.common import DeletionPolicy
 from ..api.flow_deployment import PrefectFlowDeploymentSpec
 from ..conditions import Outcome
-from ..desired.deployment import DesiredDeployment, Owner, SchedulePlan, schedule_plan
+from ..desired.deployment import DesiredDeployment, Owner, SchedulePlan, attached_limit, schedule_plan
 from ..desired.deployment_plan import DeploymentPlan, Observed, owns, plan_deployment, plan_update
 from ..errors import ReconcileError, outcome_for
 from .client import NotFound, PrefectAPI, PrefectError
@@ -48,14 +48,24 @@ async def read_pool(api: PrefectAPI, pool: str) -> dict[str, Any] | None:
 
 
 async def observe(
-    api: PrefectAPI, flow: str, name: str, pool_name: str, *, pool: Any = UNSET, actual: Any = UNSET, access: str | None = None
+    api: PrefectAPI,
+    flow: str,
+    name: str,
+    pool_name: str,
+    *,
+    pool: Any = UNSET,
+    actual: Any = UNSET,
+    access: str | None = None,
+    shared_limit_id: str | None = None,
 ) -> Observed:
     """What Prefect holds; `pool` / `actual` come from the sweep's bulk read when given."""
     if pool is UNSET:
         pool = await read_pool(api, pool_name)
     if actual is UNSET and pool is not None:
         actual = await read_deployment(api, flow, name)
-    return Observed(pool=pool, actual=None if actual is UNSET else actual, access_problem=access)
+    return Observed(
+        pool=pool, actual=None if actual is UNSET else actual, access_problem=access, shared_limit_id=shared_limit_id
+    )
 
 
 def url_for(ui_url: str | None, deployment_id: str | None) -> str | None:
@@ -107,6 +117,8 @@ async def write_deployment(api: PrefectAPI, method: str, path: str, body: dict[s
 
 async def _update(api: PrefectAPI, plan: DeploymentPlan) -> None:
     dep_id = plan.deployment_id
+    if plan.pre_patch:
+        await write_deployment(api, "PATCH", f"deployments/{dep_id}", plan.pre_patch, template="deployments/{id}")
     if plan.patch:
         await write_deployment(api, "PATCH", f"deployments/{dep_id}", plan.patch, template="deployments/{id}")
     await _apply_schedule_plan(api, str(dep_id), plan.schedules)
@@ -197,6 +209,11 @@ async def release_deployment(api: PrefectAPI, *, flow: str, dep: str, policy: st
     if policy == DeletionPolicy.ORPHAN:
         return f"Prefect deployment {flow}/{dep} orphaned (deletionPolicy: Orphan)"
     with contextlib.suppress(NotFound):
+        if attached_limit(actual)[0] == "shared":
+            # Prefect deletes the limit a deleted deployment points at, even a shared one.
+            await api.request(
+                "PATCH", f"deployments/{actual['id']}", template="deployments/{id}", json={"global_concurrency_limit_id": None}
+            )
         await api.request("DELETE", f"deployments/{actual['id']}", template="deployments/{id}")
     return f"Prefect deployment {flow}/{dep} deleted"
 
@@ -218,12 +235,20 @@ async def sync_deployment(
     pool: Any = UNSET,
     actual: Any = UNSET,
     access: str | None = None,
+    shared_limit_id: str | None = None,
 ) -> DeploymentSync:
     """One observe → plan → apply without the cluster around it (the CLI, the tests).
     The operator's reconciler runs the same three steps and adds status and events."""
     try:
         observed = await observe(
-            api, spec.flow_name, spec.prefect_deployment_name(name), spec.pool.name, pool=pool, actual=actual, access=access
+            api,
+            spec.flow_name,
+            spec.prefect_deployment_name(name),
+            spec.pool.name,
+            pool=pool,
+            actual=actual,
+            access=access,
+            shared_limit_id=shared_limit_id,
         )
         plan = plan_deployment(spec, name=name, owner=owner, observed=observed)
         if plan.empty:

@@ -111,7 +111,11 @@ class DeploymentReconciler:
         api = self.rt.api
         flow, dep = spec.flow_name, spec.prefect_deployment_name(e.name)
         access = await self.rt.pool_access(spec.pool.name, str(e.namespace))
-        observed = await prefect.observe(api, flow, dep, spec.pool.name, pool=bulk.pool, actual=bulk.actual, access=access)
+        shared = spec.concurrency.shared_limit if spec.concurrency else None
+        shared_id = self.rt.shared_limit_id(shared) if shared else None  # before any read: nothing to do without it
+        observed = await prefect.observe(
+            api, flow, dep, spec.pool.name, pool=bulk.pool, actual=bulk.actual, access=access, shared_limit_id=shared_id
+        )
         plan = plan_deployment(spec, name=e.name, owner=self.owner(e), observed=observed)
         if plan.empty and recovering and observed.actual is not None and schedules_runs(plan.desired):
             # Writes of an earlier attempt may have landed and dropped the scheduled runs

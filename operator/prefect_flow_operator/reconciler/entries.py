@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from .. import conditions as c
+from ..api.concurrency_limit import PrefectConcurrencyLimitSpec, PrefectConcurrencyLimitStatus
 from ..api.flow_deployment import PrefectFlowDeploymentSpec, PrefectFlowDeploymentStatus
 from ..api.work_pool import PrefectWorkPoolSpec, PrefectWorkPoolStatus
 
@@ -27,7 +28,7 @@ def _status_keys(*models: type[BaseModel]) -> tuple[str, ...]:
     return tuple(sorted(keys - {"lastSyncTime"}))
 
 
-STATUS_KEYS = _status_keys(PrefectFlowDeploymentStatus, PrefectWorkPoolStatus)
+STATUS_KEYS = _status_keys(PrefectFlowDeploymentStatus, PrefectWorkPoolStatus, PrefectConcurrencyLimitStatus)
 # Reasons that mean: this resource touches nothing in Prefect at this generation.
 HANDS_OFF = (c.INVALID_SPEC, c.CONFLICT, c.NAMESPACE_NOT_ALLOWED)
 
@@ -113,5 +114,10 @@ def pool_entry(body: Mapping[str, Any]) -> Entry[PrefectWorkPoolSpec]:
     return entry(PrefectWorkPoolSpec, ("poolName", "deletionPolicy"), body)
 
 
+def limit_entry(body: Mapping[str, Any]) -> Entry[PrefectConcurrencyLimitSpec]:
+    return entry(PrefectConcurrencyLimitSpec, ("limitName", "deletionPolicy"), body)
+
+
 DeploymentEntry = Entry[PrefectFlowDeploymentSpec]
 PoolEntry = Entry[PrefectWorkPoolSpec]
+LimitEntry = Entry[PrefectConcurrencyLimitSpec]

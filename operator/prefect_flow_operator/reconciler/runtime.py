@@ -20,13 +20,14 @@ from .. import conditions as c
 from ..api.flow_deployment import PLURAL as PFD_PLURAL
 from ..api.work_pool import PLURAL as PWP_PLURAL
 from ..config import OperatorConfig
-from ..errors import KubernetesError
+from ..errors import KubernetesError, SharedLimitMissing
 from ..kube import StatusWriter
 from ..metrics import Metrics
 from ..prefect.client import PrefectAPI
 from ..prefect.work_pools import fetch_kubernetes_default_template
+from .concurrency_limit import LimitReconciler
 from .deployment import DeploymentReconciler
-from .entries import DeploymentEntry, Entry, PoolEntry
+from .entries import DeploymentEntry, Entry, LimitEntry, PoolEntry
 from .locks import ResourceLocks
 from .pool_access import pool_access
 from .run_health import RunHealthObserver
@@ -57,20 +58,25 @@ class Runtime:
     _template: dict[str, Any] | None = None
     _pfd_index: Any = None
     _pwp_index: Any = None
+    _pcl_index: Any = None
+    # (PrefectConcurrencyLimit name, uid) -> the limit id its latest reconcile found: fresher
+    # than the index's status when a limit was re-created and its users follow at once.
+    _limit_ids: dict[tuple[str, str], str] = field(default_factory=dict)
     _ns_labels: dict[str, tuple[float, dict[str, str]]] = field(default_factory=dict)
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.deployments = DeploymentReconciler(self)
         self.pools = PoolReconciler(self)
+        self.limits = LimitReconciler(self)
         self.run_health = RunHealthObserver(self.api, self.locks)
         self.tags = TagLimitCoalescer(self.api, self.config.cluster_name, self.deployment_entries, self.deployments.tell)
 
     # -- the cluster view ----------------------------------------------------------------
 
-    def bind(self, pfd_index: Any, pwp_index: Any) -> None:
+    def bind(self, pfd_index: Any, pwp_index: Any, pcl_index: Any = None) -> None:
         """kopf hands its indexes to handlers only; the sweep and the coalescer read the same."""
-        self._pfd_index, self._pwp_index = pfd_index, pwp_index
+        self._pfd_index, self._pwp_index, self._pcl_index = pfd_index, pwp_index, pcl_index
 
     def deployment_entries(self) -> Iterator[DeploymentEntry]:
         yield from _entries(self._pfd_index)
@@ -78,13 +84,17 @@ class Runtime:
     def pool_entries(self) -> Iterator[PoolEntry]:
         yield from _entries(self._pwp_index)
 
+    def limit_entries(self) -> Iterator[LimitEntry]:
+        yield from _entries(self._pcl_index)
+
     def is_current(self, e: Entry[Any]) -> bool:
         """Still the resource's latest generation and not being deleted: a view taken
         before (a sweep pass) may act on it."""
-        index = self._pfd_index if e.namespace else self._pwp_index
+        # Both cluster-scoped kinds are looked up by name; the uid tells them apart.
+        indexes = [self._pfd_index] if e.namespace else [self._pwp_index, self._pcl_index]
         key = (e.namespace, e.name) if e.namespace else e.name
-        store = index.get(key, []) if index is not None else []
-        return any(x.uid == e.uid and x.generation == e.generation and not x.deleting for x in list(store))
+        stores = [x for index in indexes if index is not None for x in list(index.get(key, []))]
+        return any(x.uid == e.uid and x.generation == e.generation and not x.deleting for x in stores)
 
     def pool_users(self, pool_name: str) -> list[str]:
         """Live PrefectFlowDeployments whose spec.pool.name is `pool_name`."""
@@ -108,6 +118,47 @@ class Runtime:
         for e, result in zip(waiting, results, strict=True):
             if isinstance(result, BaseException):
                 log.warning("%s not resolved after its pool appeared: %s", e.key, result)
+
+    def limit_users(self, limit: str) -> list[str]:
+        """Live PrefectFlowDeployments whose spec.concurrency.sharedLimit is `limit`."""
+        return sorted(e.key for e in self.deployment_entries() if not e.deleting and _shared_limit_of(e) == limit)
+
+    def shared_limit_id(self, limit: str) -> str:
+        """The Prefect id of the PrefectConcurrencyLimit `limit`; SharedLimitMissing while it
+        has none (missing, or not synced yet). One being deleted still counts: it waits
+        for its users before it deletes anything."""
+        e = next((x for x in self.limit_entries() if x.name == limit), None)
+        if e is None:
+            raise SharedLimitMissing(
+                f"spec.concurrency.sharedLimit names PrefectConcurrencyLimit {limit}, which does not exist; "
+                "create it or fix the name (nothing is written to Prefect until it is Ready)"
+            )
+        found = self._limit_ids.get((e.name, e.uid)) or e.status.get("limitId")
+        if not found or e.ready_reason in (c.CONFLICT, c.INVALID_SPEC):
+            ready = next((x for x in e.status.get("conditions") or [] if x.get("type") == "Ready"), None)
+            why = f"{ready.get('reason')}: {ready.get('message')}" if ready else ""
+            raise SharedLimitMissing(
+                f"spec.concurrency.sharedLimit: PrefectConcurrencyLimit {limit} is not Ready yet"
+                + (f" ({why})" if why else "")
+                + "; this resource is synced as soon as it is"
+            )
+        return str(found)
+
+    async def limit_ready(self, limit: str, limit_id: str, *, changed: bool) -> None:
+        """A PrefectConcurrencyLimit is synced: deployments that waited for it resolve at once;
+        when its Prefect id changed (re-created after a delete in Prefect), all its users follow."""
+        uid = next((x.uid for x in self.limit_entries() if x.name == limit), None)
+        if uid is not None:
+            self._limit_ids[(limit, uid)] = limit_id
+        waiting = [
+            e
+            for e in self.deployment_entries()
+            if e.settled and _shared_limit_of(e) == limit and (changed or e.ready_reason == c.CONCURRENCY_LIMIT_NOT_FOUND)
+        ]
+        if waiting:
+            task = asyncio.create_task(self._resolve(waiting), name=f"limit-ready:{limit}")
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def pool_access(self, pool_name: str, namespace: str) -> str | None:
         """Why the PrefectWorkPool managing `pool_name` refuses `namespace`; None: allowed."""
@@ -150,8 +201,8 @@ class Runtime:
             self._writer = StatusWriter(self.connection)
         return self._writer
 
-    def guarded_sink(self, e: Entry[Any]) -> GuardedSink:
-        plural = PFD_PLURAL if e.namespace else PWP_PLURAL
+    def guarded_sink(self, e: Entry[Any], plural: str | None = None) -> GuardedSink:
+        plural = plural or (PFD_PLURAL if e.namespace else PWP_PLURAL)
         return GuardedSink(self.writer, plural, e.namespace, e.name, e.resource_version)
 
     async def close(self) -> None:
@@ -173,6 +224,10 @@ def _entries(index: Any) -> Iterator[Any]:
 
 def _pool_of(e: DeploymentEntry) -> str | None:
     return e.spec.pool.name if e.spec else None
+
+
+def _shared_limit_of(e: DeploymentEntry) -> str | None:
+    return e.spec.concurrency.shared_limit if e.spec and e.spec.concurrency else None
 
 
 def runtime(memo: Any) -> Runtime:
