@@ -15,6 +15,7 @@ from urllib.parse import quote
 import pytest
 
 from prefect_flow_operator.prefect.client import PrefectAPI, PrefectUnavailable
+from prefect_flow_operator.prefect.tag_ledger import page_name
 from prefect_flow_operator.prefect.tag_limits import (
     TagSyncResult,
     ledger_variable_name,
@@ -34,7 +35,7 @@ async def limit_of(api: PrefectAPI, tag: str) -> int | None:
 
 
 async def ledger_of(api: PrefectAPI, cluster: str) -> dict[str, Any]:
-    return (await read_ledger(api, ledger_variable_name(cluster)))[0]
+    return (await read_ledger(api, cluster)).entries
 
 
 async def sync(api: PrefectAPI, declared: dict[str, dict[str, int]], cluster: str, **kw: Any) -> TagSyncResult:
@@ -79,7 +80,7 @@ async def test_minimum_wins_conflict_reported_and_resync_writes_nothing(api: Pre
     reads, writes = api.reads, api.writes
     second = await sync(api, declared, cluster)
     assert api.writes == writes and second.changes == []
-    assert api.reads - reads == 2  # the ledger variable and the one tag
+    assert api.reads - reads == 2  # the ledger (one /variables/filter page) and the one tag
     assert second.conflicts == first.conflicts  # still reported: the handlers keep the condition
 
 
@@ -197,7 +198,7 @@ async def test_paged_read_finds_tags_behind_many_other_limits(api: PrefectAPI) -
 
 
 def after_ledger_write(method: str, template: str) -> bool:
-    return method in ("POST", "PATCH") and template.startswith("variables/")
+    return method in ("POST", "PATCH") and template in ("variables/", "variables/name/{name}")
 
 
 def after_delete(method: str, template: str) -> bool:
@@ -263,3 +264,124 @@ async def test_server_down_before_sync(api: PrefectAPI, prefect_server: PrefectS
         prefect_server.start()
     await sync(api, {"ns/a": {tag: 3}}, cluster)
     assert await limit_of(api, tag) == 3
+
+
+# --- a ledger of any size: pages, restarts, the single-variable ledger of older operators --
+
+
+async def tag_limits_now(api: PrefectAPI) -> tuple[dict[str, int], int]:
+    """({tag: limit} of every tag limit, how many v2 limits there are of any kind)."""
+    everything = [item async for item in api.paged("v2/concurrency_limits/filter")]
+    tags = {i["name"].removeprefix("tag:"): int(i["limit"]) for i in everything if i["name"].startswith("tag:")}
+    return tags, len(everything)
+
+
+async def page_variables(api: PrefectAPI, cluster: str) -> dict[str, Any]:
+    """name -> value of every variable the ledger of `cluster` is stored in."""
+    stored = await read_ledger(api, cluster)
+    return {page_name(cluster, n): entries for n, entries in stored.pages.items()}
+
+
+async def test_500_tags_created_released_and_restored_across_restarts(prefect_server: PrefectServer) -> None:
+    cluster, base = unique("c"), unique("many")
+    tags = [f"{base}-{i:03}" for i in range(500)]
+    pre = {t: 100 + i for i, t in enumerate(tags[:50])}  # limits that existed before the operator
+    declared = {f"ns/r{r:02}": dict.fromkeys(tags[r * 10 : r * 10 + 10], 5) for r in range(50)}
+    declared["ns/strict"] = dict.fromkeys(tags[:20], 2)
+    first_half = {f"ns/r{r:02}" for r in range(25)} | {"ns/strict"}
+
+    async with PrefectAPI(prefect_server.api_url) as setup:
+        for tag, value in pre.items():
+            await setup.request("POST", "concurrency_limits/", json={"tag": tag, "concurrency_limit": value})
+
+    async with PrefectAPI(prefect_server.api_url) as before_restart:
+        created = await sync(before_restart, declared, cluster)
+        limits, _ = await tag_limits_now(before_restart)
+        assert {t: limits.get(t) for t in tags} == {t: 2 if i < 20 else 5 for i, t in enumerate(tags)}
+        ledger = await ledger_of(before_restart, cluster)
+        assert ledger == {t: {"created": False, "original": pre[t]} if t in pre else {"created": True} for t in tags}
+        pages = await page_variables(before_restart, cluster)
+        assert len(pages) >= 4  # far beyond what one variable holds
+        assert sum(c.startswith("ledger ") for c in created.changes) == len(pages)
+        assert len(created.changes) == 500 + len(pages)  # one write per limit and per page
+
+        _, v2_count = await tag_limits_now(before_restart)
+        reads, writes = before_restart.reads, before_restart.writes
+        assert (await sync(before_restart, declared, cluster)).changes == []
+        # The in-sync pass: 0 writes; the ledger's pages in 1 read, the limits paged 200 at a time.
+        assert (before_restart.writes - writes, before_restart.reads - reads - 1) == (0, 1 + v2_count // 200)
+
+    async with PrefectAPI(prefect_server.api_url) as after_restart:  # nothing in memory
+        writes = after_restart.writes
+        assert (await sync(after_restart, declared, cluster)).changes == []
+        assert after_restart.writes == writes == 0
+        released = await sync(after_restart, {k: v for k, v in declared.items() if k not in first_half}, cluster)
+        assert sum(c.startswith("restored") for c in released.changes) == 50
+        assert sum(c.startswith("deleted") for c in released.changes) == 200
+
+    async with PrefectAPI(prefect_server.api_url) as second_restart:
+        limits, _ = await tag_limits_now(second_restart)
+        assert {t: limits.get(t) for t in tags} == {**pre, **dict.fromkeys(tags[50:250]), **dict.fromkeys(tags[250:], 5)}
+        assert await ledger_of(second_restart, cluster) == {t: {"created": True} for t in tags[250:]}
+
+        await sync(second_restart, {}, cluster)
+        limits, _ = await tag_limits_now(second_restart)
+        assert {t: limits.get(t) for t in tags} == {**pre, **dict.fromkeys(tags[50:])}
+        # Only page 1 is left, empty; the other pages are deleted rather than kept empty.
+        assert await page_variables(second_restart, cluster) == {ledger_variable_name(cluster): {}}
+        assert (await sync(second_restart, {}, cluster)).changes == []
+
+
+async def test_single_variable_ledger_of_an_older_operator_is_read_and_kept(api: PrefectAPI) -> None:
+    # What an operator before pages left in Prefect: one variable, tagged only
+    # "prefect-flow-operator", holding a taken-over limit's original and a created one.
+    cluster, base = unique("c"), unique("up")
+    taken, made, gone = f"{base}-taken", f"{base}-made", f"{base}-gone"
+    for tag, value in ((taken, 3), (made, 2), (gone, 4)):
+        await api.request("POST", "concurrency_limits/", json={"tag": tag, "concurrency_limit": value})
+    old = {taken: {"created": False, "original": 7}, made: {"created": True}, gone: {"created": True}}
+    legacy = ledger_variable_name(cluster)
+    await api.request("POST", "variables/", json={"name": legacy, "value": old, "tags": ["prefect-flow-operator"]})
+    assert await ledger_of(api, cluster) == old
+
+    more = {f"{base}-{i:03}": 1 for i in range(300)}
+    writes = api.writes
+    upgraded = await sync(api, {"ns/a": {taken: 3, made: 2, **more}}, cluster)
+    assert upgraded.changes[0] == f"deleted tag limit {gone!r} (created by the operator, no longer declared)"
+    assert api.writes - writes == 1 + 300 + len(await page_variables(api, cluster))  # no write to migrate
+    assert await limit_of(api, gone) is None
+    ledger = await ledger_of(api, cluster)
+    assert ledger[taken] == {"created": False, "original": 7} and ledger[made] == {"created": True} and gone not in ledger
+    assert set(ledger) == {taken, made, *more}
+    page1 = await api.get(f"variables/name/{legacy}")
+    assert page1["value"][taken] == {"created": False, "original": 7}  # the original stays where it was
+
+    await sync(api, {}, cluster)
+    assert (await limit_of(api, taken), await limit_of(api, made)) == (7, None)
+    assert await page_variables(api, cluster) == {legacy: {}}
+
+
+async def test_server_gone_between_two_page_writes(api: PrefectAPI, prefect_server: PrefectServer) -> None:
+    cluster, base = unique("c"), unique("pages")
+    tags = [f"{base}-{i:03}" for i in range(300)]
+    last = tags[-1]  # sorts last: its entry goes to the last page, written after the first
+    await api.request("POST", "concurrency_limits/", json={"tag": last, "concurrency_limit": 9})
+
+    crashing = StopServerAfter(prefect_server, after_ledger_write)
+    try:
+        with pytest.raises(PrefectUnavailable):
+            await sync_tag_limits(crashing, {"ns/a": dict.fromkeys(tags, 1)}, cluster=cluster)
+        assert crashing.fired
+    finally:
+        await crashing.aclose()
+        prefect_server.start()
+
+    # One page written, no limit touched: the tags of the unwritten pages are unrecorded.
+    stored = await read_ledger(api, cluster)
+    assert list(stored.pages) == [1] and last not in stored.entries
+    assert await limit_of(api, last) == 9 and await limit_of(api, tags[0]) is None
+
+    await sync(api, {"ns/a": dict.fromkeys(tags, 1)}, cluster)
+    assert (await ledger_of(api, cluster))[last] == {"created": False, "original": 9}
+    await sync(api, {}, cluster)
+    assert await limit_of(api, last) == 9 and await limit_of(api, tags[0]) is None

@@ -12,7 +12,7 @@ from prefect_flow_operator.desired.tag_limits import (
     statuses_for,
     validate_ledger,
 )
-from prefect_flow_operator.prefect.tag_limits import MAX_LEDGER_BYTES, _fit_ledger, _size, ledger_variable_name
+from prefect_flow_operator.prefect.tag_limits import ledger_variable_name
 
 # --- aggregate --------------------------------------------------------------------------
 
@@ -217,23 +217,3 @@ def test_ledger_variable_name() -> None:
     for name in names:
         assert name.startswith("pfo_tag_limits_prod_a")
         assert set(name) <= set("abcdefghijklmnopqrstuvwxyz0123456789_")
-
-
-def test_full_ledger_leaves_only_new_tags_out() -> None:
-    # A ledger that still fits, plus one released tag; the new tag's entry tips it over.
-    ledger: dict[str, dict] = {"gone": {"created": True}}
-    while _size(ledger) < MAX_LEDGER_BYTES - 100:
-        ledger[f"tag-{len(ledger):04}"] = {"created": False, "original": 1}
-    kept = [t for t in ledger if t != "gone"]
-    new = "n" * 200
-    wanted = plan(dict.fromkeys(kept, 2) | {new: 3}, dict.fromkeys(ledger, 1), ledger)
-    todo, left_out = _fit_ledger(wanted, ledger)
-    assert left_out == [new]
-    assert new not in todo.creates and not todo.ledger_add
-    assert todo.deletes == ["gone"] and todo.ledger_remove == ["gone"]  # still let go
-    assert todo.updates == dict.fromkeys(kept, 2)  # tags already recorded keep converging
-
-
-def test_small_ledger_fits() -> None:
-    wanted = plan({"db": 3}, {}, {})
-    assert _fit_ledger(wanted, {}) == (wanted, [])

@@ -110,8 +110,8 @@ class Differ:
         live = [deployment_entry(o) for k, o in w.pfds.items() if k not in w.pruned_pfds]
         refused = await self._deployments([e for e in live if e.key in mine], w, pool_docs, pools_after)
         await self._prune(w, live)
-        tags, writes, notes = await diff_tag_limits(self.api, live, refused, self.config.cluster_name, self.report.resources)
-        self.report.tag_limits, self.report.tag_writes, self.report.notes = tags, writes, notes
+        tags, writes = await diff_tag_limits(self.api, live, refused, self.config.cluster_name, self.report.resources)
+        self.report.tag_limits, self.report.tag_writes = tags, writes
         return self.report
 
     async def _pools(self, entries: list[PoolEntry]) -> dict[str, Any]:

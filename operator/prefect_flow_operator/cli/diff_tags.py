@@ -17,15 +17,14 @@ UPSERT: Write = ("POST", "concurrency_limits/")
 
 
 def tag_writes(p: TagLimitsPlan) -> list[Write]:
-    todo = p.todo
+    todo = p.wanted
     writes: list[Write] = [("DELETE", "concurrency_limits/tag/{tag}")] * len(todo.deletes) + [UPSERT] * len(todo.restores)
-    if todo.ledger_changes:
-        writes.append(("PATCH", "variables/name/{name}") if p.ledger_exists else ("POST", "variables/"))
+    writes += [(w.method, w.template) for w in p.pages]
     return writes + [UPSERT] * (len(todo.creates) + len(todo.updates))
 
 
 def tag_changes(p: TagLimitsPlan) -> list[TagChange]:
-    todo, actual = p.todo, p.actual
+    todo, actual = p.wanted, p.actual
 
     def by(tag: str) -> dict[str, int]:
         d = p.decisions.get(tag)
@@ -39,7 +38,7 @@ def tag_changes(p: TagLimitsPlan) -> list[TagChange]:
 
 async def diff_tag_limits(
     api: PrefectAPI, live: Iterable[DeploymentEntry], refused: set[str], cluster: str, plans: list[ResourcePlan]
-) -> tuple[list[TagChange], list[Write], list[str]]:
+) -> tuple[list[TagChange], list[Write]]:
     """Tag-limit changes and writes; LimitConflict messages go to the resources' warnings.
     A resource the operator would refuse declares nothing (it will be hands-off)."""
     declared = {k: v for k, v in declared_limits(live).items() if k not in refused}
@@ -48,5 +47,4 @@ async def diff_tag_limits(
     for r in plans:
         if r.namespace is not None and r.action != "refused":
             r.warnings += conflicts.get(r.key, [])
-    notes = [p.left_out_message] if p.left_out else []
-    return tag_changes(p), tag_writes(p), notes
+    return tag_changes(p), tag_writes(p)

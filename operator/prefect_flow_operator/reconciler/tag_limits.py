@@ -97,7 +97,7 @@ class TagLimitCoalescer:
         try:
             result: TagSyncResult | TagLedgerError = await sync_tag_limits(self.api, declared, cluster=self.cluster)
         except TagLedgerError as exc:
-            # The ledger is damaged or full: say so on the resources, keep Prefect as it is.
+            # A ledger page is damaged: say so on the resources, keep Prefect as it is.
             log.error("tag limits not synced: %s", exc)
             result = exc
         self._declared, self._result = declared, result
