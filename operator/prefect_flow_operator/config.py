@@ -25,6 +25,29 @@ class OperatorConfig(BaseModel):
         ge=1,
         le=64,
     )
+    workers_namespace: str = Field(
+        "default",
+        description="PFO_WORKERS_NAMESPACE: where the workers of PrefectWorkPool.spec.workers run (the chart: its "
+        "release namespace).",
+    )
+    worker_image: str = Field(
+        "prefecthq/prefect:3.9.1-python3.12-kubernetes",
+        description="PFO_WORKER_IMAGE: the workers' image when a pool names none (Prefect with prefect-kubernetes).",
+    )
+    worker_cluster_role: str = Field(
+        "prefect-flow-operator-worker",
+        description="PFO_WORKER_CLUSTER_ROLE: the ClusterRole (from the chart) bound to the workers in each namespace "
+        "that uses their pool.",
+    )
+    prefect_secret: str | None = Field(
+        None,
+        description="PFO_PREFECT_SECRET: the Secret in the workers namespace holding the Prefect credentials, "
+        "referenced (never copied) by the workers' environment.",
+    )
+    prefect_secret_api_key_key: str | None = Field(None, description="PFO_PREFECT_SECRET_API_KEY_KEY: its PREFECT_API_KEY key.")
+    prefect_secret_auth_string_key: str | None = Field(
+        None, description="PFO_PREFECT_SECRET_AUTH_STRING_KEY: its PREFECT_API_AUTH_STRING key."
+    )
     metrics_port: int = Field(9090, description="PFO_METRICS_PORT: Prometheus /metrics port; 0 disables.", ge=0, le=65535)
 
     @field_validator("cluster_name")
@@ -47,6 +70,12 @@ class OperatorConfig(BaseModel):
             "namespaces": [n.strip() for n in env.get("PFO_NAMESPACES", "").split(",") if n.strip()],
             "log_format": env.get("PFO_LOG_FORMAT", "plain"),
             "metrics_port": env.get("PFO_METRICS_PORT", "9090"),
+            "workers_namespace": env.get("PFO_WORKERS_NAMESPACE") or env.get("POD_NAMESPACE") or None,
+            "worker_image": env.get("PFO_WORKER_IMAGE") or None,
+            "worker_cluster_role": env.get("PFO_WORKER_CLUSTER_ROLE") or None,
+            "prefect_secret": env.get("PFO_PREFECT_SECRET") or None,
+            "prefect_secret_api_key_key": env.get("PFO_PREFECT_SECRET_API_KEY_KEY") or None,
+            "prefect_secret_auth_string_key": env.get("PFO_PREFECT_SECRET_AUTH_STRING_KEY") or None,
             "prefect_write_concurrency": _auto(env.get("PFO_PREFECT_WRITE_CONCURRENCY", "auto")),
         }
         return cls.model_validate({k: v for k, v in raw.items() if v is not None})

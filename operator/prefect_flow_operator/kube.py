@@ -1,4 +1,5 @@
-"""Status writes from outside kopf handlers (the drift sweep), over kopf's own credentials.
+"""The operator's own Kubernetes requests, over kopf's credentials: status writes from
+outside kopf handlers (the drift sweep), namespace labels, and the workers' objects.
 
 kopf patches status for the object a handler runs for; the sweep finds problems for
 many objects at once and must record them without one handler call per object. It
@@ -15,8 +16,26 @@ import kopf
 
 from .api import GROUP, VERSION
 
+FIELD_MANAGER = "prefect-flow-operator"
+# kind -> (API path prefix, plural) of the built-in kinds the operator writes.
+KINDS = {
+    "ServiceAccount": ("api/v1", "serviceaccounts"),
+    "Deployment": ("apis/apps/v1", "deployments"),
+    "PodDisruptionBudget": ("apis/policy/v1", "poddisruptionbudgets"),
+    "RoleBinding": ("apis/rbac.authorization.k8s.io/v1", "rolebindings"),
+}
 
-class StatusWriter:
+
+class KubeRequestError(Exception):
+    """A request the API server refused or could not answer; says which and why."""
+
+    def __init__(self, what: str, status: int | None, detail: str) -> None:
+        hint = " (the operator's RBAC lacks it: the chart grants it)" if status == 403 else ""
+        super().__init__(f"{what}: {status or 'no answer'} {detail}{hint}".strip())
+        self.status = status
+
+
+class KubeClient:
     def __init__(self, info: kopf.ConnectionInfo) -> None:
         headers = info.as_http_headers()
         self._server = info.server.rstrip("/")
@@ -58,6 +77,58 @@ class StatusWriter:
             resp.raise_for_status()
             body = await resp.json()
         return dict((body.get("metadata") or {}).get("labels") or {})
+
+    # -- objects the operator owns (the workers of PrefectWorkPools) ---------------------
+
+    def _url(self, kind: str, namespace: str | None, name: str | None = None) -> str:
+        prefix, plural = KINDS[kind]
+        scope = f"/namespaces/{namespace}" if namespace else ""
+        return f"{self._server}/{prefix}{scope}/{plural}" + (f"/{name}" if name else "")
+
+    async def _send(self, what: str, method: str, url: str, **kwargs: Any) -> Any:
+        try:
+            async with self._session.request(method, url, **kwargs) as resp:
+                if resp.status == 404 and method == "DELETE":
+                    return None
+                if resp.status >= 400:
+                    body = await resp.json(content_type=None)
+                    raise KubeRequestError(what, resp.status, str((body or {}).get("message", "")))
+                return await resp.json(content_type=None)
+        except aiohttp.ClientError as exc:
+            raise KubeRequestError(what, None, str(exc)) from exc
+
+    async def list_objects(self, kind: str, namespace: str | None, selector: str) -> list[dict[str, Any]]:
+        """Objects of `kind` with the labels, in `namespace` or (None) every namespace."""
+        where = f"namespace {namespace}" if namespace else "all namespaces"
+        body = await self._send(
+            f"list {KINDS[kind][1]} in {where}", "GET", self._url(kind, namespace), params={"labelSelector": selector}
+        )
+        items: list[dict[str, Any]] = body.get("items") or []
+        return items
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply as the operator's field manager: the fields it declares are its
+        own, forced back when someone else changed them; fields it never set are left."""
+        meta = obj["metadata"]
+        kind = obj["kind"]
+        applied: dict[str, Any] = await self._send(
+            f"apply {kind} {meta.get('namespace')}/{meta['name']}",
+            "PATCH",
+            self._url(kind, meta.get("namespace"), meta["name"]),
+            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            json=obj,
+            headers={"Content-Type": "application/apply-patch+yaml"},
+        )
+        return applied
+
+    async def delete(self, kind: str, namespace: str | None, name: str) -> None:
+        """Delete (404 counts as done); dependents (a Deployment's ReplicaSets) go in the background."""
+        await self._send(
+            f"delete {kind} {namespace}/{name}",
+            "DELETE",
+            self._url(kind, namespace, name),
+            json={"propagationPolicy": "Background"},
+        )
 
     async def close(self) -> None:
         await self._session.close()

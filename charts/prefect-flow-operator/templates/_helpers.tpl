@@ -89,3 +89,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 job="{{ include "pfo.metricsServiceName" . }}",namespace="{{ .Release.Namespace }}"
 {{- end }}
 {{- end }}
+
+{{/* Where the workers of PrefectWorkPools run. */}}
+{{- define "pfo.workersNamespace" -}}
+{{- .Values.workers.namespace | default .Release.Namespace }}
+{{- end }}
+
+{{/* The ClusterRole the operator binds to a pool's workers in each namespace that uses the pool. */}}
+{{- define "pfo.workerClusterRole" -}}
+{{- printf "%s-worker" (include "pfo.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}

@@ -18,6 +18,7 @@ from .common import (
     conditions_field,
     immutable,
 )
+from .workers import Workers, WorkersStatus
 
 KIND = "PrefectWorkPool"
 PLURAL = "prefectworkpools"
@@ -225,6 +226,15 @@ class PrefectWorkPoolSpec(Model):
             "not allowed gets Ready=False, and nothing is written to Prefect for it."
         ),
     )
+    workers: Workers | None = Field(
+        None,
+        description=(
+            "Prefect workers for this pool, run by the operator (a Deployment, its ServiceAccount and an "
+            "optional PodDisruptionBudget in the operator's workers namespace). They may create Jobs only in "
+            "the namespaces whose PrefectFlowDeployments use the pool: a RoleBinding each, added and removed "
+            "as those change. Unset: no workers (run your own)."
+        ),
+    )
 
     def prefect_pool_name(self, metadata_name: str) -> str:
         return self.pool_name or metadata_name
@@ -246,6 +256,7 @@ class PrefectWorkPoolStatus(Model):
     pool_name: str | None = Field(None, description="Name of the Prefect work pool.")
     queues: list[QueueStatus] = Field(default_factory=list, description="Ids of the pool's declared queues.")
     url: str | None = Field(None, description="Link to the pool in the Prefect UI.")
+    workers: WorkersStatus | None = Field(None, description="The workers the operator runs for the pool (spec.workers).")
     last_sync_time: str | None = Field(None, description="When Prefect was last brought in line with the spec.")
 
 
@@ -260,6 +271,9 @@ PRINTER_COLUMNS = [
     {"name": "Pool", "type": "string", "jsonPath": ".status.poolName"},
     {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
     {"name": "Limit", "type": "integer", "jsonPath": ".spec.concurrencyLimit"},
+    {"name": "Workers", "type": "integer", "jsonPath": ".status.workers.replicas"},
+    {"name": "Ready-Workers", "type": "integer", "jsonPath": ".status.workers.readyReplicas", "priority": 1},
+    {"name": "Backlog", "type": "integer", "jsonPath": ".status.workers.backlog", "priority": 1},
     {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
     {"name": "Reason", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].reason'},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from ..api import GROUP, VERSION
 from ..config import OperatorConfig
-from ..kube import StatusWriter
+from ..kube import KubeClient
 from ..prefect.client import PrefectAPI
 from .errors import CliError
 
@@ -67,7 +67,7 @@ def kube_login() -> kopf.ConnectionInfo:
     return info
 
 
-class ClusterReader(StatusWriter):
+class ClusterReader(KubeClient):
     """Reads custom resources and namespaces with the user's credentials (never writes)."""
 
     def __init__(self, info: kopf.ConnectionInfo) -> None:

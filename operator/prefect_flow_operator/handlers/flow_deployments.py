@@ -45,6 +45,7 @@ async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: 
 async def _reconcile(rt: Any, e: DeploymentEntry, patch: kopf.Patch, retry: int) -> None:
     with rt.metrics.reconciling(KIND):
         outcome = await rt.deployments.reconcile(e, HandlerSink(patch), retry=retry)
+    rt.workers.follow(e.spec.pool.name if e.spec else None)  # its pool's workers may need a RoleBinding here
     if outcome is not None and outcome.retry_after is not None:
         raise kopf.TemporaryError(outcome.message, delay=outcome.retry_after)
 
@@ -56,6 +57,9 @@ async def release(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: in
     ensure_sweeper(memo, kwargs["pfd_index"], kwargs["pwp_index"], kwargs["pcl_index"])
     rt = runtime(memo)
     with rt.metrics.reconciling(KIND):
-        outcome = await rt.deployments.release(deployment_entry(body), HandlerSink(patch), retry=retry)
-    if outcome is not None:
+        e = deployment_entry(body)
+        outcome = await rt.deployments.release(e, HandlerSink(patch), retry=retry)
+    if outcome is None:
+        rt.workers.follow(e.spec.pool.name if e.spec else None)  # maybe the namespace's last user of the pool
+    else:
         raise kopf.TemporaryError(outcome.message, delay=outcome.retry_after)

@@ -23,13 +23,14 @@ from ..api.concurrency_limit import PLURAL as PCL_PLURAL
 from ..api.flow_deployment import KIND as PFD_KIND
 from ..api.work_pool import KIND as PWP_KIND
 from ..desired.deployment import LABEL_CLUSTER, LABEL_UID
+from ..desired.workers import pool_label
 from ..prefect.client import PrefectUnavailable
 from ..prefect.concurrency_limits import read_limits
 from ..prefect.deployments import UNSET
 from ..prefect.work_pools import read_pools, read_queues
 from ..reconciler.concurrency_limit import limit_name
 from ..reconciler.deployment import Bulk
-from ..reconciler.entries import DeploymentEntry
+from ..reconciler.entries import DeploymentEntry, PoolEntry
 from ..reconciler.runtime import Runtime, runtime
 from ..reconciler.work_pool import PoolBulk
 
@@ -134,12 +135,19 @@ async def _sweep_pools(rt: Runtime) -> dict[str, Any]:
     if not entries:
         return pools
     queues = await read_queues(rt.api)
+    # The workers' objects of every pool in one list per kind, when any pool has (or had) workers.
+    workers = await rt.workers.observe() if any(_has_workers(e) for e in entries) else {}
     writes = rt.api.writes
     for e in entries:
         name = e.spec.prefect_pool_name(e.name) if e.spec else e.name
+        observed = workers.get(pool_label(e.name), {})
         try:
-            await rt.pools.reconcile(e, rt.guarded_sink(e), bulk=PoolBulk(pools.get(name), queues.get(name, [])))
+            await rt.pools.reconcile(e, rt.guarded_sink(e), bulk=PoolBulk(pools.get(name), queues.get(name, []), observed))
         except Exception as exc:  # one pool must not end the pass
             log.warning("drift sweep: pool %s not checked: %s", e.key, exc)
     # A pool re-created here must not look missing to the deployments below.
     return await read_pools(rt.api) if rt.api.writes != writes else pools
+
+
+def _has_workers(e: PoolEntry) -> bool:
+    return (e.spec is not None and e.spec.workers is not None) or "workers" in e.status

@@ -52,3 +52,28 @@ async def read_next_runs(api: PrefectAPI, deployment_ids: Collection[str], after
             if len(found) == len(wanted):
                 break
     return found
+
+
+async def read_pool_backlog(api: PrefectAPI, pool_name: str, queues: Collection[str], now: datetime) -> tuple[int, int]:
+    """(waiting, running) flow runs of a pool's queues (all queues when `queues` is empty).
+
+    Waiting: due scheduled runs (late ones included) and pending ones, which a worker has
+    to pick up or start; running: those a worker has started. One paged read: a run whose
+    start time is still ahead is no backlog yet.
+    """
+    body: dict[str, Any] = {
+        "flow_runs": {
+            "state": {"type": {"any_": ["SCHEDULED", "PENDING", "RUNNING"]}},
+            "expected_start_time": {"before_": now.isoformat()},
+        },
+        "work_pools": {"name": {"any_": [pool_name]}},
+    }
+    if queues:
+        body["work_pool_queues"] = {"name": {"any_": sorted(queues)}}
+    waiting = running = 0
+    async for run in api.paged(FILTER, body, template=FILTER):
+        if (run.get("state") or {}).get("type") == "RUNNING":
+            running += 1
+        else:
+            waiting += 1
+    return waiting, running

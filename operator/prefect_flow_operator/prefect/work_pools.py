@@ -179,7 +179,7 @@ async def apply_work_pool(
         raise run.failed(_failure(exc, name, run.what, run.sent, "spec.")) from exc
     except Conflict as exc:
         raise run.failed(exc) from None
-    message = _synced_message(name, len(spec.queues), moved)
+    message = synced_message(name, len(spec.queues), moved)
     return PoolSyncResult(Outcome.synced(message), pool_id=run.pool_id, queue_ids=queue_ids, changes=run.changes)
 
 
@@ -232,7 +232,7 @@ async def _sync_pool(
         run.changes += describe_pool_patch(patch, pool)
 
 
-def _synced_message(name: str, declared: int, moved: Mapping[str, tuple[int, int]]) -> str:
+def synced_message(name: str, declared: int, moved: Mapping[str, tuple[int, int]]) -> str:
     message = f"work pool {name} and its {declared} declared queue(s) match the spec"
     if moved:
         detail = ", ".join(f"{q} declared {d}, has {f}" for q, (d, f) in sorted(moved.items()))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ from ..api.flow_deployment import PLURAL as PFD_PLURAL
 from ..api.work_pool import PLURAL as PWP_PLURAL
 from ..config import OperatorConfig
 from ..errors import KubernetesError, SharedLimitMissing
-from ..kube import StatusWriter
+from ..kube import KubeClient
 from ..metrics import Metrics
 from ..prefect.client import PrefectAPI
 from ..prefect.work_pools import fetch_kubernetes_default_template
@@ -34,6 +34,7 @@ from .run_health import RunHealthObserver
 from .sinks import GuardedSink
 from .tag_limits import TagLimitCoalescer
 from .work_pool import PoolReconciler
+from .workers import WorkersReconciler
 
 # At most this many PrefectFlowDeployment syncs talk to Prefect at once. Writes queue in
 # the client anyway (SQLite); the gate keeps 1,000 resources applied at once from holding
@@ -54,7 +55,7 @@ class Runtime:
     sweep_wanted: asyncio.Event | None = None
     resume_swept: bool = False
     connection: Any = None  # kopf.ConnectionInfo of the latest login
-    _writer: StatusWriter | None = None
+    _writer: KubeClient | None = None
     _template: dict[str, Any] | None = None
     _pfd_index: Any = None
     _pwp_index: Any = None
@@ -68,6 +69,7 @@ class Runtime:
     def __post_init__(self) -> None:
         self.deployments = DeploymentReconciler(self)
         self.pools = PoolReconciler(self)
+        self.workers = WorkersReconciler(self)
         self.limits = LimitReconciler(self)
         self.run_health = RunHealthObserver(self.api, self.locks)
         self.tags = TagLimitCoalescer(self.api, self.config.cluster_name, self.deployment_entries, self.deployments.tell)
@@ -107,9 +109,13 @@ class Runtime:
         reasons = {c.POOL_NOT_FOUND} | ({c.INVALID_SPEC, c.POOL_TEMPLATE_INCOMPATIBLE} if changed else set())
         waiting = [e for e in self.deployment_entries() if e.settled and e.ready_reason in reasons and _pool_of(e) == pool_name]
         if waiting:
-            task = asyncio.create_task(self._resolve(waiting), name=f"pool-ready:{pool_name}")
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self.spawn(self._resolve(waiting), name=f"pool-ready:{pool_name}")
+
+    def spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> None:
+        """Run `work` in the background, kept (and cancelled on shutdown) by the runtime."""
+        task = asyncio.create_task(work, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _resolve(self, waiting: list[DeploymentEntry]) -> None:
         results = await asyncio.gather(
@@ -156,9 +162,7 @@ class Runtime:
             if e.settled and _shared_limit_of(e) == limit and (changed or e.ready_reason == c.CONCURRENCY_LIMIT_NOT_FOUND)
         ]
         if waiting:
-            task = asyncio.create_task(self._resolve(waiting), name=f"limit-ready:{limit}")
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self.spawn(self._resolve(waiting), name=f"limit-ready:{limit}")
 
     async def pool_access(self, pool_name: str, namespace: str) -> str | None:
         """Why the PrefectWorkPool managing `pool_name` refuses `namespace`; None: allowed."""
@@ -193,12 +197,12 @@ class Runtime:
             old, self._writer = self._writer, None
             await old.close()
 
-    def writer(self) -> StatusWriter:
+    def writer(self) -> KubeClient:
         """The writer for status patches outside handlers, for the latest login."""
         if self._writer is None:
             if self.connection is None:
                 raise RuntimeError("not logged in to Kubernetes yet")
-            self._writer = StatusWriter(self.connection)
+            self._writer = KubeClient(self.connection)
         return self._writer
 
     def guarded_sink(self, e: Entry[Any], plural: str | None = None) -> GuardedSink:

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import kopf
 
-from ..kube import StatusWriter
+from ..kube import KubeClient
 
 
 class StatusSink(Protocol):
@@ -33,7 +33,7 @@ class GuardedSink:
     """Outside a handler: written only over the resourceVersion the reconcile observed,
     so a stale view never puts old conditions back over a handler's newer ones."""
 
-    writer: Callable[[], StatusWriter]
+    writer: Callable[[], KubeClient]
     plural: str
     namespace: str | None
     name: str
