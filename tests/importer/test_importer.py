@@ -122,6 +122,23 @@ def test_unknown_keys_are_reported_never_dropped(capsys: pytest.CaptureFixture[s
     assert "triggers not mapped" in err and "'owner' not mapped" in err and "namespace 'data-prod' dropped" in err
 
 
+def test_version_type() -> None:
+    def notes(**keys: str) -> tuple[dict[str, object], list[str]]:
+        doc = {"deployments": [{"name": "d", "entrypoint": "f.py:f", "pull": [], **keys,
+                                "work_pool": {"name": "p", "job_variables": {"image": "ghcr.io/acme/etl:9"}}}]}
+        result = import_prefect_yaml(doc, Options())
+        return result.manifests[0]["spec"], [n for n in result.notes if "version_type" in n]
+
+    simple, none = notes(version_type="prefect:simple", version="1.2")
+    assert none == [] and simple["version"] == "1.2"  # the version alone: fully carried
+    spec, (note,) = notes(version_type="vcs:github")
+    assert "'vcs:github' not mapped" in note and "would use the commit sha as version" in note and "version" not in spec
+    _, (note,) = notes(version_type="vcs:git", version="7f3c2a1")
+    assert "commit sha" not in note  # the file's version wins in prefect deploy too
+    with pytest.raises(ImporterError, match=r"version_type 'semver' is not one of prefect:simple, vcs:git"):
+        notes(version_type="semver")
+
+
 def test_slugs_are_deterministic() -> None:
     doc = yaml.safe_load((CORPUS / "05-schedules.yaml").read_text())
     a = import_prefect_yaml(doc, Options()).manifests

@@ -34,12 +34,15 @@ TOP_LEVEL_KEYS = {"prefect-version", "name", "build", "push", "pull", "deploymen
 DEPLOYMENT_KEYS = {
     "name", "version", "tags", "description", "schedule", "schedules", "paused", "concurrency_limit",
     "flow_name", "entrypoint", "parameters", "enforce_parameter_schema", "build", "push", "pull", "work_pool",
+    "version_type",
 }
 NOT_MAPPED = {
     "triggers": "automations are not managed by the operator; keep creating them with Prefect",
-    "sla": "SLAs (Prefect Cloud) are not managed by the operator",
-    "version_type": "the operator does not set version_type",
+    "sla": "SLAs are a Prefect Cloud feature (a Prefect server has no SLA API) and are not managed by the operator",
 }
+# `prefect._internal.versioning.VersionType` (3.9): what `prefect deploy` accepts.
+SIMPLE_VERSION = "prefect:simple"
+VCS_VERSION_TYPES = ("vcs:git", "vcs:github", "vcs:gitlab", "vcs:bitbucket", "vcs:azuredevops")
 WORK_POOL_KEYS = {"name", "work_queue_name", "job_variables"}
 SCHEDULE_KEYS = {
     "cron", "interval", "rrule", "timezone", "anchor_date", "active", "parameters", "slug", "day_or", "max_scheduled_runs",
@@ -223,6 +226,7 @@ class _Deployment:
         self._schedules(spec, raw)
         self._concurrency(spec, raw)
         self._plain(spec, raw)
+        self._version_type(raw)
         self._pull(spec, raw)
         if self.opts.adopt:
             spec["adopt"] = True
@@ -499,6 +503,27 @@ class _Deployment:
             spec["version"] = str(self.fill("version", raw["version"]))
         if raw.get("paused") is not None:
             spec["paused"] = self.fill("paused", raw["paused"])
+
+    def _version_type(self, raw: dict[str, Any]) -> None:
+        """`prefect:simple` is the version alone, which `version` carries: nothing more to map.
+        The vcs types make `prefect deploy` read the commit, branch and repository of the
+        machine it runs on into the deployment's `version_info` (and the commit sha into
+        `version` when the file sets none): facts of the deploy, not of the file."""
+        kind = self.fill("version_type", raw.get("version_type"))
+        if kind is None or kind == SIMPLE_VERSION:
+            return
+        if kind not in VCS_VERSION_TYPES:
+            self.problem(
+                f"version_type {kind!r} is not one of {', '.join((SIMPLE_VERSION, *VCS_VERSION_TYPES))} "
+                "(prefect deploy refuses it too)"
+            )
+            return
+        version = "" if raw.get("version") is not None else " (prefect deploy would use the commit sha as version)"
+        self.note(
+            f"version_type {kind!r} not mapped: the commit, branch and repository it makes prefect deploy record "
+            "(version_info) are read from the machine running the deploy, and a Prefect server discards "
+            f"version_info (only Prefect Cloud keeps it); set version to the commit or image tag{version}"
+        )
 
     def _pull(self, spec: dict[str, Any], raw: dict[str, Any]) -> None:
         steps = _as_steps(raw["pull"]) if "pull" in raw else _as_steps(self.top.get("pull"))
