@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
+from prefect_flow_operator.cli.diff_tags import tag_writes
 from prefect_flow_operator.prefect.client import PrefectAPI, PrefectUnavailable
 from prefect_flow_operator.prefect.tag_ledger import page_name
 from prefect_flow_operator.prefect.tag_limits import (
     TagSyncResult,
     ledger_variable_name,
+    plan_tag_limits,
     read_ledger,
     sync_tag_limits,
 )
@@ -385,3 +388,34 @@ async def test_server_gone_between_two_page_writes(api: PrefectAPI, prefect_serv
     assert (await ledger_of(api, cluster))[last] == {"created": False, "original": 9}
     await sync(api, {}, cluster)
     assert await limit_of(api, last) == 9 and await limit_of(api, tags[0]) is None
+
+
+def writes_sent(api: PrefectAPI) -> Counter[tuple[str, str]]:
+    return Counter({k: n for k, n in api.requests.items() if k[0] != "GET" and not k[1].endswith("/filter")})
+
+
+async def planned_writes_are_sent(api: PrefectAPI, declared: dict[str, dict[str, int]], cluster: str) -> set[str]:
+    """Plan as `pfo diff` does, sync, and check that exactly the planned writes were sent;
+    the kinds of page writes the plan had."""
+    plan = await plan_tag_limits(api, declared, cluster=cluster)
+    before = writes_sent(api)
+    await sync(api, declared, cluster)
+    assert writes_sent(api) - before == Counter(tag_writes(plan))
+    return {w.method for w in plan.pages}
+
+
+async def test_plan_names_exactly_the_writes_the_sync_sends(api: PrefectAPI) -> None:
+    # `pfo diff` lists `tag_writes(plan)`; with pages the ledger part is several writes
+    # of three kinds: POST a new page, PATCH one, DELETE an emptied one. (A new page is
+    # only made when every page is full, and an emptied one only deleted when no new
+    # entry fills it, so POST and DELETE never meet in one sync.)
+    cluster, base = unique("c"), unique("diff")
+    old = [f"{base}-{i:03}" for i in range(400)]
+    new = [f"{base}-new-{i:03}" for i in range(300)]
+    assert await planned_writes_are_sent(api, {"ns/a": dict.fromkeys(old, 2)}, cluster) == {"POST"}
+    grown = {"ns/a": {**dict.fromkeys(old[150:], 2), **dict.fromkeys(old[350:], 1)}, "ns/b": dict.fromkeys(new, 3)}
+    assert await planned_writes_are_sent(api, grown, cluster) == {"PATCH", "POST"}
+    assert set(await ledger_of(api, cluster)) == {*old[150:], *new}
+    assert await planned_writes_are_sent(api, {"ns/b": dict.fromkeys(new[:10], 3)}, cluster) == {"PATCH", "DELETE"}
+    assert list(await page_variables(api, cluster)) == [ledger_variable_name(cluster)]
+    assert set(await ledger_of(api, cluster)) == set(new[:10])
