@@ -1,6 +1,6 @@
--- Argo CD health check for pfo.dev PrefectFlowDeployment and PrefectWorkPool
--- (prefect-flow-operator). Installed by argocd-cm.yaml for both kinds; tested by
--- tests/unit/test_argocd_health.py with a real Lua runtime.
+-- Argo CD health check for pfo.dev PrefectFlowDeployment, PrefectWorkPool and
+-- PrefectConcurrencyLimit (prefect-flow-operator). Installed by argocd-cm.yaml for all
+-- three kinds; tested by tests/unit/test_argocd_health.py with a real Lua runtime.
 --
 -- The operator writes kstatus-compatible status: status.observedGeneration, a
 -- summary condition `Ready` and `Stalled` (True: retrying cannot help until the

@@ -1,4 +1,4 @@
-"""argocd/health.lua — the Argo CD health check of both pfo.dev kinds — run by a real Lua
+"""argocd/health.lua — the Argo CD health check of the pfo.dev kinds — run by a real Lua
 runtime (lupa's Lua 5.1, the dialect of Argo CD's gopher-lua) against status fixtures for
 every case, and argocd/argocd-cm.yaml checked to install exactly that script."""
 
@@ -14,7 +14,7 @@ lua51 = pytest.importorskip("lupa.lua51", reason="lupa (test extra) provides the
 
 REPO = Path(__file__).resolve().parents[2]
 HEALTH_LUA = (REPO / "argocd" / "health.lua").read_text()
-KINDS = ("PrefectFlowDeployment", "PrefectWorkPool")
+KINDS = ("PrefectFlowDeployment", "PrefectWorkPool", "PrefectConcurrencyLimit")
 
 
 def to_lua(lua: Any, value: Any) -> Any:
@@ -118,6 +118,28 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "PoolNotFound",
     ),
     ("in-use", {"status": st(cond("Ready", "False", "InUse"), cond("Stalled", "False", "InUse"))}, "Progressing", "InUse"),
+    (
+        "shared-limit-not-ready",
+        {
+            "status": st(
+                cond("Ready", "False", "ConcurrencyLimitNotFound", "PrefectConcurrencyLimit warehouse is not Ready yet"),
+                cond("Stalled", "False", "NotStalled"),
+            )
+        },
+        "Progressing",
+        "ConcurrencyLimitNotFound: PrefectConcurrencyLimit warehouse",
+    ),
+    (
+        "limit-adopt-needed-is-degraded",
+        {
+            "status": st(
+                cond("Ready", "False", "Conflict", "concurrency limit warehouse already exists; set spec.adopt: true"),
+                cond("Stalled", "True", "Conflict"),
+            )
+        },
+        "Degraded",
+        "set spec.adopt: true",
+    ),
     ("ready-unknown", {"status": st(cond("Ready", "Unknown", "Progressing"))}, "Progressing", "Progressing"),
     ("no-ready-condition", {"status": st(cond("LimitConflict", "True", "LimitConflict"))}, "Progressing", "Ready condition"),
     ("stale-ready-condition", {"status": st(cond("Ready", "True", "Synced", generation=1))}, "Progressing", "generation 1"),
@@ -154,7 +176,7 @@ def test_only_argo_cd_statuses_are_returned() -> None:
     assert {c[2] for c in CASES} == {"Healthy", "Progressing", "Degraded", "Suspended"}
 
 
-def test_argocd_cm_installs_the_script_for_both_kinds() -> None:
+def test_argocd_cm_installs_the_script_for_every_kind() -> None:
     cm = yaml.safe_load((REPO / "argocd" / "argocd-cm.yaml").read_text())
     assert cm["kind"] == "ConfigMap" and cm["metadata"]["name"] == "argocd-cm"
     for kind in KINDS:
