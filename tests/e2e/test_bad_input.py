@@ -25,6 +25,12 @@ GOOD_PWP: dict[str, Any] = {
     "metadata": {"name": "probe-pool"},
     "spec": {},
 }
+GOOD_PCL: dict[str, Any] = {
+    "apiVersion": "pfo.dev/v1alpha1",
+    "kind": "PrefectConcurrencyLimit",
+    "metadata": {"name": "probe-limit"},
+    "spec": {"limit": 2},
+}
 
 
 def with_spec(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -193,6 +199,30 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         with_spec(GOOD_PWP, allowedNamespaces={"selector": {"matchLabels": {"team name": "data"}}}),
         ["spec.allowedNamespaces.selector.matchLabels", "label keys"],
     ),
+    ("limit-missing", with_spec(GOOD_PCL, limit=None), ["spec.limit", "Required"]),
+    ("limit-negative", with_spec(GOOD_PCL, limit=-1), ["spec.limit", "greater than or equal to 0"]),
+    ("limit-not-a-number", with_spec(GOOD_PCL, limit="two"), ["spec.limit"]),
+    ("limit-decay-negative", with_spec(GOOD_PCL, slotDecayPerSecond=-0.5), ["spec.slotDecayPerSecond"]),
+    ("limit-active-not-bool", with_spec(GOOD_PCL, active="yes"), ["spec.active"]),
+    ("limit-tag-prefix", with_spec(GOOD_PCL, limitName="tag:db"), ["spec.limitName", "'tag:'", "spec.concurrency.tagLimits"]),
+    (
+        "limit-deployment-prefix",
+        with_spec(GOOD_PCL, limitName="deployment:0b6f7e2a"),
+        ["spec.limitName", "'deployment:'", "spec.concurrency.limit"],
+    ),
+    ("limit-name-with-slash", with_spec(GOOD_PCL, limitName="db/warehouse"), ["spec.limitName"]),
+    ("limit-name-empty", with_spec(GOOD_PCL, limitName=""), ["spec.limitName"]),
+    ("limit-deletionPolicy", with_spec(GOOD_PCL, deletionPolicy="Keep"), ["spec.deletionPolicy", "Orphan"]),
+    (
+        "limit-and-sharedLimit",
+        with_spec(GOOD_PFD, concurrency={"limit": 2, "sharedLimit": "warehouse"}),
+        ["spec.concurrency.sharedLimit", "either limit", "not both"],
+    ),
+    (
+        "sharedLimit-not-a-resource-name",
+        with_spec(GOOD_PFD, concurrency={"sharedLimit": "Warehouse_DB"}),
+        ["spec.concurrency.sharedLimit"],
+    ),
     (
         "pool-selector-bad-label-value",
         with_spec(GOOD_PWP, allowedNamespaces={"selector": {"matchLabels": {"team": "data team"}}}),
@@ -211,7 +241,9 @@ def crds_installed(control_plane: Any) -> None:
 def test_valid_manifests_are_accepted(control_plane: Any, crds_installed: None) -> None:
     # Prefect takes a grace period with either collision strategy (it is the slot lease).
     cancel_new = with_spec(GOOD_PFD, concurrency={"limit": 1, "collisionStrategy": "CancelNew", "gracePeriodSeconds": 120})
-    for doc in (GOOD_PFD, GOOD_PWP, cancel_new):
+    shared = with_spec(GOOD_PFD, concurrency={"sharedLimit": "warehouse", "collisionStrategy": "CancelNew"})
+    rate = with_spec(GOOD_PCL, limitName="partner api", slotDecayPerSecond=0.5, active=False, adopt=True)
+    for doc in (GOOD_PFD, GOOD_PWP, cancel_new, GOOD_PCL, shared, rate):
         out = control_plane.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(doc))
         assert "created" in out.stdout or "configured" in out.stdout
 
@@ -264,9 +296,20 @@ def test_pool_name_and_type_are_immutable(control_plane: Any, crds_installed: No
         assert result.returncode != 0 and f"{field} is immutable" in result.stderr, result.stderr
 
 
+def test_limit_name_is_immutable(control_plane: Any, crds_installed: None) -> None:
+    doc = with_spec(GOOD_PCL, limitName="imm-limit")
+    doc["metadata"]["name"] = "imm-limit"
+    control_plane.kubectl("apply", "-f", "-", input=json.dumps(doc))
+    for changed in (with_spec(doc, limitName="other"), with_spec(doc, limitName=None)):
+        result = control_plane.kubectl("apply", "-f", "-", input=json.dumps(changed), check=False)
+        assert result.returncode != 0 and "limitName is immutable" in result.stderr, result.stderr
+    # Everything else may change.
+    control_plane.kubectl("apply", "-f", "-", input=json.dumps(with_spec(doc, limit=5, active=False)))
+
+
 def test_shipped_examples_are_accepted(control_plane: Any, crds_installed: None) -> None:
     """examples/ and flows/deploy/ are what the README and `make dev` apply."""
     out = control_plane.kubectl(
         "apply", "--dry-run=server", "-f", str(REPO / "flows" / "deploy"), "-f", str(REPO / "examples")
     )
-    assert out.stdout.count("(server dry run)") == 4, out.stdout
+    assert out.stdout.count("(server dry run)") == 7, out.stdout
