@@ -58,6 +58,21 @@ def pick(objs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [o for o in objs if o["kind"] == kind]
 
 
+# The RBAC for PrefectWorkPool workers (templates/rbac.yaml, by name suffix): the workers'
+# ClusterRole, the operator's Role in the workers namespace, its RoleBinding rights.
+WORKER_RBAC_SUFFIXES = ("-worker", "-workers", "-worker-bindings")
+RBAC_KINDS = {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+
+
+def is_worker_rbac(obj: dict[str, Any]) -> bool:
+    return obj["kind"] in RBAC_KINDS and str(obj["metadata"]["name"]).endswith(WORKER_RBAC_SUFFIXES)
+
+
+def without_worker_rbac(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The operator's own objects and RBAC for its kinds, without what concerns workers."""
+    return [o for o in objs if not is_worker_rbac(o)]
+
+
 def only(objs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     found = pick(objs, kind)
     assert len(found) == 1, f"expected one {kind}, got {len(found)}"

@@ -17,11 +17,13 @@ from tests.chart.helm import (
     REPO,
     assert_schema_refuses,
     helm,
+    is_worker_rbac,
     only,
     pick,
     render,
     template,
     values_file,
+    without_worker_rbac,
 )
 
 DEFAULT_NS_VALUES = [({}, "default"), (NAMESPACED_VALUES, "namespaced")]
@@ -64,7 +66,7 @@ def _container(objs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def test_default_render() -> None:
-    objs = render()
+    objs = without_worker_rbac(render())
     assert sorted(o["kind"] for o in objs) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "ServiceAccount"]
     dep = only(objs, "Deployment")
     spec = dep["spec"]
@@ -102,12 +104,12 @@ def _rules(obj: dict[str, Any]) -> set[tuple[str, str, str]]:
 
 
 def test_rbac_is_least_privilege() -> None:
-    cluster = _rules(only(render(), "ClusterRole"))
+    cluster = _rules(only(without_worker_rbac(render()), "ClusterRole"))
     # No wildcards, no reads of anything but our own kinds, no secrets, no delete.
     assert all("*" not in t for t in cluster)
     assert not {t for t in cluster if t[2] in {"delete", "deletecollection", "update", "create"} and t[1] != "events"}
     assert not {t for t in cluster if t[1] in {"secrets", "configmaps", "pods"}}
-    namespaced = render(NAMESPACED_VALUES)
+    namespaced = without_worker_rbac(render(NAMESPACED_VALUES))
     roles = [r for r in pick(namespaced, "Role") if not r["metadata"]["name"].endswith("-events")]
     assert sorted(r["metadata"]["namespace"] for r in roles) == NAMESPACED_VALUES["watchNamespaces"]
     bindings = [b for b in pick(namespaced, "RoleBinding") if not b["metadata"]["name"].endswith("-events")]
@@ -120,7 +122,7 @@ def test_rbac_is_least_privilege() -> None:
     assert not {t for t in ns_cluster if t[1].startswith("prefectflowdeployments") or t[1] == "events"}
     assert ("", "namespaces", "list") in ns_cluster and ("", "namespaces", "list") not in cluster
     # The release namespace among the watched ones: its Role already allows events.
-    both = render({"watchNamespaces": ["pfo-system", "team-x"]})
+    both = without_worker_rbac(render({"watchNamespaces": ["pfo-system", "team-x"]}))
     assert not [r for r in pick(both, "Role") if r["metadata"]["name"].endswith("-events")]
     assert {t for t in _rules(roles[0]) if t[1].startswith("prefectflowdeployments")}
     env = {e["name"]: e.get("value") for e in _container(namespaced)["env"]}
@@ -151,6 +153,7 @@ def test_every_value_maps_to_the_environment() -> None:
             "verbose": True,
             "metrics": {"enabled": False},
             "extraEnv": [{"name": "TZ", "value": "UTC"}],
+            "workers": {"namespace": "prefect-workers", "image": "registry.example.com/prefect-worker:3.9.1"},
             "image": {"repository": "registry.example.com/pfo", "tag": "1.2.3", "pullPolicy": "Always"},
             "serviceAccount": {"create": False, "name": "pfo-existing"},
             "rbac": {"create": False},
@@ -163,6 +166,9 @@ def test_every_value_maps_to_the_environment() -> None:
         "PREFECT_API_URL": "https://api.prefect.cloud/api/accounts/a/workspaces/w",
         "PFO_PREFECT_UI_URL": "https://app.prefect.cloud",
         "PFO_CLUSTER_NAME": "prod-eu-1",
+        "PFO_WORKERS_NAMESPACE": "prefect-workers",
+        "PFO_WORKER_IMAGE": "registry.example.com/prefect-worker:3.9.1",
+        "PFO_WORKER_CLUSTER_ROLE": "pfo-prefect-flow-operator-worker",
         "PFO_NAMESPACES": "",
         "PFO_RESYNC_SECONDS": "120",
         "PFO_PREFECT_WRITE_CONCURRENCY": "8",
@@ -239,3 +245,27 @@ def test_argocd_example_values_are_valid() -> None:
 def test_render_is_deterministic() -> None:
     """Argo CD renders the chart on every refresh: identical output, no perpetual diff."""
     assert template(NAMESPACED_VALUES).stdout == template(NAMESPACED_VALUES).stdout
+
+
+@pytest.mark.parametrize("values", [{}, NAMESPACED_VALUES], ids=["cluster-wide", "namespaced"])
+def test_worker_rbac_lets_the_operator_bind_only_the_workers_cluster_role(values: dict[str, Any]) -> None:
+    objs = render(values)
+    rbac = {(o["kind"], o["metadata"]["name"], o["metadata"].get("namespace")): o for o in objs if is_worker_rbac(o)}
+    worker_role = rbac[("ClusterRole", "pfo-prefect-flow-operator-worker", None)]
+    # The workers: Jobs (create; delete cancels a run) and following their pods, logs, events. No secrets.
+    assert _rules(worker_role) == {
+        *{("batch", "jobs", v) for v in ("get", "list", "watch", "create", "delete")},
+        *{("", r, v) for r in ("pods", "pods/log", "events") for v in ("get", "list", "watch")},
+    }
+    bindings = rbac[("ClusterRole", "pfo-prefect-flow-operator-worker-bindings", None)]
+    (bind,) = [r for r in bindings["rules"] if r["verbs"] == ["bind"]]
+    assert bind["resourceNames"] == ["pfo-prefect-flow-operator-worker"] and bind["resources"] == ["clusterroles"]
+    role = rbac[("Role", "pfo-prefect-flow-operator-workers", "pfo-system")]
+    assert {t[1] for t in _rules(role)} == {"deployments", "serviceaccounts", "poddisruptionbudgets"}
+    env = {e["name"]: e.get("value") for e in _container(objs)["env"]}
+    assert env["PFO_WORKERS_NAMESPACE"] == "pfo-system"
+    assert env["PFO_WORKER_CLUSTER_ROLE"] == "pfo-prefect-flow-operator-worker"
+    if values.get("watchNamespaces"):  # RoleBindings only where the operator watches
+        where = sorted(ns for kind, name, ns in rbac if kind == "RoleBinding" and name.endswith("-worker-bindings"))
+        assert where == values["watchNamespaces"]
+        assert not [k for k in rbac if k[0] == "ClusterRoleBinding"]

@@ -34,6 +34,7 @@ from tests.chart.helm import (
     render,
     template,
     values_file,
+    without_worker_rbac,
 )
 
 RUNBOOK = "https://runbooks.example/pfo/monitoring.md"
@@ -324,11 +325,11 @@ def test_alert_thresholds_follow_the_values() -> None:
 
 
 def test_monitoring_is_off_by_default() -> None:
-    kinds = sorted(o["kind"] for o in render())
+    kinds = sorted(o["kind"] for o in without_worker_rbac(render()))
     assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "ServiceAccount"]
     only_service = render({"metrics": {"service": {"enabled": True}}})
-    assert sorted(o["kind"] for o in only_service) == sorted([*kinds, "Service"])
-    on = sorted(o["kind"] for o in rendered())
+    assert sorted(o["kind"] for o in without_worker_rbac(only_service)) == sorted([*kinds, "Service"])
+    on = sorted(o["kind"] for o in without_worker_rbac(rendered()))
     assert on == sorted([*kinds, "Service", "ServiceMonitor", "PrometheusRule", "ConfigMap"])
 
 

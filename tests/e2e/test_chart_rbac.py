@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.chart.helm import NAMESPACED_VALUES, RELEASE_NAMESPACE, pick, render
+from tests.chart.helm import NAMESPACED_VALUES, RELEASE_NAMESPACE, pick, render, without_worker_rbac
 from tests.e2e.test_operator import condition, prefect_deployment, wait_for
 from tests.support.operator_process import OperatorProcess
 from tests.support.prefect_server import PrefectServer
@@ -56,9 +56,16 @@ def test_rendered_chart_passes_server_side_dry_run(
         {**values, "prefect": {"apiUrl": "http://prefect.example:4200/api", "existingSecret": "prefect-auth"}}, include_crds=True
     )
     kinds = sorted({o["kind"] for o in objs})
-    expected = {"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"}
-    if values.get("watchNamespaces"):
-        expected |= {"Role", "RoleBinding"}
+    # Role + RoleBinding: always the workers' namespace (PrefectWorkPool.spec.workers), and each watched one.
+    expected = {
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Role",
+        "RoleBinding",
+    }
     assert set(kinds) == expected, kinds
     out = apply_objects(kubectl, objs, "--dry-run=server", "--server-side", "--field-manager=helm")
     assert out.count("(server dry run)") == len(objs), out
@@ -107,6 +114,10 @@ def _pool(name: str, **spec: Any) -> dict[str, Any]:
     """A PrefectWorkPool that only namespaces labelled ALLOWED may use."""
     allowed = {"allowedNamespaces": {"selector": {"matchLabels": ALLOWED}}}
     return {"apiVersion": "pfo.dev/v1alpha1", "kind": "PrefectWorkPool", "metadata": {"name": name}, "spec": {**allowed, **spec}}
+
+
+def _limit(name: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "pfo.dev/v1alpha1", "kind": "PrefectConcurrencyLimit", "metadata": {"name": name}, "spec": spec}
 
 
 def _label(kubectl: Callable[..., Any], ns: str, labels: dict[str, str]) -> None:
@@ -162,21 +173,43 @@ def test_operator_runs_under_the_charts_rbac(
     env["PFO_RESYNC_SECONDS"] = "3"
     pool = f"{release}-pool"
     name = f"{release}-etl"
+    limit = f"{release}-limit"
     op = OperatorProcess(kubeconfig=sa_kubeconfig, prefect_api_url=prefect.api_url, **env)
     try:
         op.start()
-        # Create: pool and deployment become Ready, with ownership labels from the chart's clusterName
-        # (the operator read the watched namespace's labels to let it use the pool).
-        apply_objects(kubectl, [_pool(pool, concurrencyLimit=3)])
+        # Create: pool, shared limit and deployment become Ready, with ownership labels from the
+        # chart's clusterName (the operator read the watched namespace's labels to let it use the pool).
+        apply_objects(kubectl, [_pool(pool, concurrencyLimit=3), _limit(limit, limit=2)])
         wait_for(lambda: _ready(kubectl, "pwp", pool), 60, "pool Ready")
+        gcl = wait_for(lambda: _ready(kubectl, "pcl", limit), 60, "concurrency limit Ready")
+        assert "pfo.dev/finalizer" in gcl["metadata"]["finalizers"]
+        assert papi.get(f"v2/concurrency_limits/{limit}").json()["id"] == gcl["status"]["limitId"]
         apply_objects(
-            kubectl, [_pfd(name, watched, pool, description="v1", schedules=[{"slug": "nightly", "cron": "0 2 * * *"}])]
+            kubectl,
+            [
+                _pfd(
+                    name,
+                    watched,
+                    pool,
+                    description="v1",
+                    schedules=[{"slug": "nightly", "cron": "0 2 * * *"}],
+                    concurrency={"sharedLimit": limit},
+                )
+            ],
         )
         obj = wait_for(lambda: _ready(kubectl, "pfd", name, watched), 60, "deployment Ready")
         assert "pfo.dev/finalizer" in obj["metadata"]["finalizers"]
         dep = prefect_deployment(papi, "rbac-etl", name)
         assert dep is not None and dep["id"] == obj["status"]["deploymentId"]
         assert dep["labels"]["pfo.dev/cluster"] == env["PFO_CLUSTER_NAME"]
+        assert dep["global_concurrency_limit"]["id"] == gcl["status"]["limitId"]
+
+        # The limit: an edit reaches Prefect; an edit in Prefect is reverted, with an event.
+        kubectl("patch", "pcl", limit, "--type=merge", "-p", json.dumps({"spec": {"limit": 4}}))
+        wait_for(lambda: papi.get(f"v2/concurrency_limits/{limit}").json()["limit"] == 4, 20, "limit edit reached Prefect")
+        papi.patch(f"v2/concurrency_limits/{limit}", json={"limit": 9}).raise_for_status()
+        wait_for(lambda: papi.get(f"v2/concurrency_limits/{limit}").json()["limit"] == 4, 30, "limit drift reverted")
+        wait_for(lambda: [e for e in _events(kubectl, limit) if e["reason"] == "DriftReverted"], 20, "limit DriftReverted event")
 
         # A namespace the selector does not match is refused without touching Prefect, and
         # admitted by the sweep once it is labelled (the operator caches labels for 30 s).
@@ -222,6 +255,8 @@ def test_operator_runs_under_the_charts_rbac(
         assert prefect_deployment(papi, "rbac-etl", name) is None
         kubectl("delete", "pwp", pool, "--timeout=90s")
         assert papi.get(f"work_pools/{pool}").status_code == 404
+        kubectl("delete", "pcl", limit, "--timeout=60s")
+        assert papi.get(f"v2/concurrency_limits/{limit}").status_code == 404
         # Every write was announced: events on the deployment (watched namespace) and the pool.
         reasons = {e["reason"] for e in _events(kubectl, name) if e["involvedObject"]["namespace"] == watched}
         assert {"Synced", "DriftReverted"} <= reasons, reasons
@@ -234,7 +269,7 @@ def test_operator_runs_under_the_charts_rbac(
 
 
 def _cluster_role_grants() -> list[tuple[str, str]]:
-    (role,) = pick(render({}), "ClusterRole")
+    (role,) = pick(without_worker_rbac(render({})), "ClusterRole")
     return [(res, verb) for rule in role["rules"] for res in rule["resources"] for verb in rule["verbs"]]
 
 
@@ -244,6 +279,7 @@ def test_every_granted_verb_is_used(
 ) -> None:
     """The other half of least privilege: take any one verb away from the chart's ClusterRole
     and the operator is denied within seconds of a pool and a deployment being applied.
+    A PrefectConcurrencyLimit is applied too, so its grants are used as well.
     The pool admits namespaces by a label selector, so `get namespaces` is needed too:
     without it the deployment never becomes Ready and nothing reaches Prefect."""
     resource, verb = drop
@@ -253,7 +289,7 @@ def test_every_granted_verb_is_used(
     for ns in (RELEASE_NAMESPACE, "rbac-drop"):
         control_plane.ensure_namespace(ns)
     _label(kubectl, "rbac-drop", ALLOWED)
-    (role,) = pick(objs, "ClusterRole")
+    (role,) = pick(without_worker_rbac(objs), "ClusterRole")
     # One rule per (group, resource, verb), then leave out the one under test.
     role["rules"] = [
         {"apiGroups": rule["apiGroups"], "resources": [r], "verbs": [v]}
@@ -263,14 +299,14 @@ def test_every_granted_verb_is_used(
         if (r, v) != (resource, verb)
     ]
     kubeconfig = _install_rbac(control_plane, kubectl, objs)
-    pool, name = f"{release}-pool"[:63], f"{release}-etl"[:63]
+    pool, name, limit = f"{release}-pool"[:63], f"{release}-etl"[:63], f"{release}-limit"[:63]
     op = OperatorProcess(kubeconfig=kubeconfig, prefect_api_url=prefect.api_url, PFO_CLUSTER_NAME=release[:63])
     denied: list[str] = []
     try:
         op.start(timeout=90)
         apply_objects(
             kubectl,
-            [_pool(pool), _pfd(name, "rbac-drop", pool)],
+            [_pool(pool), _limit(limit, limit=1), _pfd(name, "rbac-drop", pool)],
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not denied:
@@ -289,7 +325,7 @@ def test_every_granted_verb_is_used(
     finally:
         op.stop()
         # The operator may have added finalizers it can no longer remove: clean up as admin.
-        for kind, obj, ns in (("pfd", name, ["-n", "rbac-drop"]), ("pwp", pool, [])):
+        for kind, obj, ns in (("pfd", name, ["-n", "rbac-drop"]), ("pwp", pool, []), ("pcl", limit, [])):
             kubectl("patch", kind, obj, *ns, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False)
             kubectl("delete", kind, obj, *ns, "--wait=false", check=False)
     assert denied, f"without {verb} on {resource} the operator was never denied: is the grant needed?"
