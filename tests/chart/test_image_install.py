@@ -134,7 +134,9 @@ def test_entrypoint_starts_from_a_read_only_install(image_venv: Path) -> None:
         count, path = imported.stdout.split()
         assert int(count) > 0 and path.startswith(str(image_venv))
         # Misconfiguration fails fast with a message, before touching any cluster.
-        bad = _run_as_image(image_venv, "prefect-flow-operator", env={"PFO_CLUSTER_NAME": "bad name!", "PREFECT_API_URL": "http://x/api"})
+        bad = _run_as_image(
+            image_venv, "prefect-flow-operator", env={"PFO_CLUSTER_NAME": "bad name!", "PREFECT_API_URL": "http://x/api"}
+        )
         assert bad.returncode != 0 and "PFO_CLUSTER_NAME" in bad.stderr
         assert sorted(str(p) for p in image_venv.rglob("*")) == before, "running the image wrote into its install"
     finally:
