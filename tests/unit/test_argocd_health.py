@@ -140,6 +140,30 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "Degraded",
         "set spec.adopt: true",
     ),
+    (
+        "workers-coming-up",  # PrefectWorkPool.spec.workers: Ready folds WorkersReady
+        {
+            "status": st(
+                cond("Ready", "False", "WorkersUnavailable", "work pool etl in sync; 0 of 2 worker(s) ready"),
+                cond("Stalled", "False", "NotStalled"),
+                cond("WorkersReady", "False", "WorkersUnavailable", "0 of 2 worker(s) ready"),
+            )
+        },
+        "Progressing",
+        "WorkersUnavailable: work pool etl in sync; 0 of 2 worker(s) ready",
+    ),
+    (
+        "workers-ready",
+        {
+            "status": st(
+                cond("Ready", "True", "Synced", "work pool etl in sync; 2 of 2 worker(s) ready"),
+                cond("Stalled", "False", "NotStalled"),
+                cond("WorkersReady", "True", "WorkersReady", "2 of 2 worker(s) ready"),
+            )
+        },
+        "Healthy",
+        "2 of 2 worker(s) ready",
+    ),
     ("ready-unknown", {"status": st(cond("Ready", "Unknown", "Progressing"))}, "Progressing", "Progressing"),
     ("no-ready-condition", {"status": st(cond("LimitConflict", "True", "LimitConflict"))}, "Progressing", "Ready condition"),
     ("stale-ready-condition", {"status": st(cond("Ready", "True", "Synced", generation=1))}, "Progressing", "generation 1"),
