@@ -19,6 +19,7 @@ from prefect_flow_operator.cli.diff_tags import tag_writes
 from prefect_flow_operator.prefect.client import PrefectAPI, PrefectUnavailable
 from prefect_flow_operator.prefect.tag_ledger import page_name
 from prefect_flow_operator.prefect.tag_limits import (
+    TagLedgerError,
     TagSyncResult,
     ledger_variable_name,
     plan_tag_limits,
@@ -419,3 +420,30 @@ async def test_plan_names_exactly_the_writes_the_sync_sends(api: PrefectAPI) -> 
     assert await planned_writes_are_sent(api, {"ns/b": dict.fromkeys(new[:10], 3)}, cluster) == {"PATCH", "DELETE"}
     assert list(await page_variables(api, cluster)) == [ledger_variable_name(cluster)]
     assert set(await ledger_of(api, cluster)) == set(new[:10])
+
+
+async def test_pages_in_the_way_or_damaged_stop_the_sync_before_any_limit_write(api: PrefectAPI) -> None:
+    cluster, base = unique("c"), unique("odd")
+    tags = [f"{base}-{i:03}" for i in range(300)]  # three pages
+    mark = f"pfo-tag-ledger:{cluster}"
+    # Carries our tag but is not named like a page: not part of the ledger.
+    await api.request("POST", "variables/", json={"name": unique("notes").replace("-", "_"), "value": "x", "tags": [mark]})
+    # Named like page 2 but untagged (a hand edit): its entries are unknown, so the sync
+    # must not overwrite it, nor touch a limit whose entry would go there.
+    await api.request("POST", "variables/", json={"name": page_name(cluster, 2), "value": {}})
+
+    writes = api.writes
+    with pytest.raises(TagLedgerError, match=rf"{page_name(cluster, 2)} exists without the tag"):
+        await sync_tag_limits(api, {"ns/a": dict.fromkeys(tags, 1)}, cluster=cluster)
+    assert api.writes - writes == 2  # page 1 written, page 2 refused; no limit written
+    assert await limit_of(api, tags[-1]) is None
+    await api.request("PATCH", f"variables/name/{page_name(cluster, 2)}", json={"tags": [mark]})  # the fix it names
+    await sync(api, {"ns/a": dict.fromkeys(tags, 1)}, cluster)
+    assert set(await ledger_of(api, cluster)) == set(tags)
+
+    await api.request("PATCH", f"variables/name/{page_name(cluster, 2)}", json={"value": {"x": {"created": "yes"}}})
+    writes = api.writes
+    with pytest.raises(TagLedgerError, match=rf"{page_name(cluster, 2)} is not a valid tag-limit ledger page"):
+        await sync_tag_limits(api, {}, cluster=cluster)
+    assert api.writes == writes  # a damaged page: nothing released on a guess
+    assert await limit_of(api, tags[0]) == 1
