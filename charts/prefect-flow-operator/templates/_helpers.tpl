@@ -67,6 +67,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [pfo.dev]
   resources: [prefectworkpools/status]
   verbs: [patch]
+# PrefectConcurrencyLimits are cluster-scoped too (Prefect global concurrency limits).
+- apiGroups: [pfo.dev]
+  resources: [prefectconcurrencylimits]
+  verbs: [list, watch, patch]
+- apiGroups: [pfo.dev]
+  resources: [prefectconcurrencylimits/status]
+  verbs: [patch]
 {{- end }}
 
 {{/* Name of the metrics Service; also the `job` label Prometheus gives the operator's series
