@@ -49,10 +49,14 @@ def kubectl(control_plane: Any) -> Callable[..., Any]:
     return run
 
 
-@pytest.fixture(scope="module")
-def operator(control_plane: Any, kubectl: Callable[..., Any], prefect: PrefectServer) -> Iterator[OperatorProcess]:
-    """The operator with the chart's RBAC and environment (workers in the release namespace)."""
-    objs = render({}, include_crds=True, release=RELEASE)
+@pytest.fixture(scope="module", params=[{}, {"watchNamespaces": list(TEAMS)}], ids=["cluster-wide", "namespaced"])
+def operator(
+    request: pytest.FixtureRequest, control_plane: Any, kubectl: Callable[..., Any], prefect: PrefectServer
+) -> Iterator[OperatorProcess]:
+    """The operator with the chart's RBAC and environment (workers in the release namespace):
+    cluster-wide, and with watchNamespaces (the RoleBindings' rights then only there)."""
+    values: dict[str, Any] = request.param
+    objs = render(values, include_crds=True, release=RELEASE + ("-ns" if values else ""))
     apply_objects(kubectl, pick(objs, "CustomResourceDefinition"), "--server-side")
     control_plane.wait_for_crds()
     for ns in (RELEASE_NAMESPACE, *TEAMS):
@@ -356,5 +360,9 @@ def test_autoscale_follows_the_backlog_and_scales_to_zero(
     held = time.monotonic() - cancelled
     assert held >= 6, f"scaled down after {held:.1f}s, inside the 10 s stabilization window: {seen}"
     assert seen == sorted(seen, reverse=True) and set(seen) <= {3, 0}, f"flapped: {seen}"
+    events = json.loads(kubectl("get", "events", "-A", "-o", "json").stdout)["items"]
+    scaled = [e["message"] for e in events if e["involvedObject"]["name"] == pool and e["reason"] == "WorkersScaled"]
+    assert any("from 0 to 3" in m and "5 flow run(s) waiting" in m for m in scaled), scaled
+    assert any("from 3 to 0" in m for m in scaled), scaled
     kubectl("delete", "pfd", "ws-a", "-n", TEAMS[0], "--timeout=60s")
     kubectl("delete", "pwp", pool, "--timeout=60s")

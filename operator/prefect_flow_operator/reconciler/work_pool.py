@@ -108,8 +108,10 @@ class PoolReconciler:
         """The workers' part of the reconcile; None when the pool has none and had none."""
         spec = _spec(e)
         observed = bulk.workers if bulk is not None else None
-        if spec.workers is None and observed is not None and not observed and "workers" not in e.status:
-            return None  # no workers declared, none running: nothing to read or write
+        if spec.workers is None and not observed and "workers" not in e.status:
+            # None declared and none recorded (status.workers is written whenever there are
+            # any): nothing to read or write, and a pool without workers needs no RBAC for them.
+            return None
         return await self.rt.workers.reconcile(e, spec, observed)
 
     def _tell_workers(self, e: PoolEntry, workers: WorkersReport) -> None:
@@ -131,7 +133,7 @@ class PoolReconciler:
         ref = object_ref(KIND, None, e.name, e.uid)
         if e.raw.get("deletionPolicy", DeletionPolicy.DELETE) == DeletionPolicy.ORPHAN:
             try:  # the Prefect pool stays; the workers the operator ran for it do not
-                await self.rt.workers.remove(e)
+                await self._remove_workers(e)
             except Exception as exc:  # outcome_for re-raises what is not a reconcile failure
                 return outcome_for(exc, retry)
             info(ref, "Released", f"work pool {pool_name} orphaned (deletionPolicy: Orphan)")
@@ -145,7 +147,7 @@ class PoolReconciler:
                 raise InUse(f"work pool {pool_name} is still used by {shown}; delete or move those PrefectFlowDeployments first")
             async with self.rt.locks.hold(e.uid):
                 self.rt.locks.release(e.uid)
-                await self.rt.workers.remove(e)
+                await self._remove_workers(e)
                 await delete_work_pool(self.rt.api, pool_name)
         except Exception as exc:  # outcome_for re-raises what is not a reconcile failure
             outcome = outcome_for(exc, retry)
@@ -159,6 +161,10 @@ class PoolReconciler:
             return outcome
         info(ref, "Released", f"work pool {pool_name} deleted")
         return None
+
+    async def _remove_workers(self, e: PoolEntry) -> None:
+        if (e.spec is not None and e.spec.workers is not None) or "workers" in e.status:
+            await self.rt.workers.remove(e)
 
 
 def _why(status: dict[str, Any]) -> str:
