@@ -125,6 +125,17 @@ def test_shared_limit_waits_for_its_limit_then_holds_the_deletion(
 
     assert wait_for(reverted, 20, "DriftReverted event")
 
+    # The limit deleted in Prefect: created again, and both deployments point at the new one.
+    papi.delete(f"v2/concurrency_limits/{gcl['status']['limitId']}").raise_for_status()
+    renewed = wait_for(lambda: prefect_limit(papi, "e2e-shared"), 30, "limit created again")
+    assert renewed["id"] != gcl["status"]["limitId"]
+    for name in ("shares-a", "shares-b"):
+        wait_for(
+            lambda n=name: prefect_deployment(papi, "etl", n)["global_concurrency_limit"]["id"] == renewed["id"],  # type: ignore[index]
+            30,
+            f"{name} follows the new limit",
+        )
+
     # Deleting the limit while deployments share it waits for them (InUse), Prefect untouched.
     kubectl("delete", "pcl", "e2e-shared", "--wait=false")
     wait_for(lambda: reason(kubectl, "pcl", "e2e-shared") == "InUse", 30, "InUse")
