@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import kopf
+from aiohttp import web
 
 from .config import OperatorConfig
+from .kube import KubeClient
+from .leader import ElectionTiming, LeaderElection
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,14 +39,71 @@ def main(argv: list[str] | None = None) -> None:
 
     from . import handlers  # noqa: F401  (registers the handlers)
 
-    asyncio.run(
+    sys.exit(asyncio.run(run(config, args.liveness or None)))
+
+
+async def run(config: OperatorConfig, liveness: str | None) -> int:
+    """kopf, behind the Lease when leader election is on; the exit code."""
+    election: LeaderElection | None = None
+    if config.leader_election:
+        kube = KubeClient(_login())
+        identity = config.identity or f"{socket.gethostname()}-{os.getpid()}"
+        election = LeaderElection(kube, config.lease_namespace, config.lease_name, identity, ElectionTiming())
+        async with _standby_liveness(liveness):  # a waiting standby is alive, not stuck
+            await election.acquire()
+    stop = asyncio.Event()
+    operator = asyncio.create_task(
         kopf.operator(
             standalone=True,
             clusterwide=not config.namespaces,
             namespaces=config.namespaces,
-            liveness_endpoint=args.liveness or None,
+            liveness_endpoint=liveness,
+            stop_flag=stop,
         )
     )
+    if election is None:
+        await operator
+        return 0
+    holding = asyncio.create_task(election.hold())
+    await asyncio.wait({operator, holding}, return_when=asyncio.FIRST_COMPLETED)
+    if holding.done():  # leadership lost: stop writing at once; restart as a standby
+        stop.set()
+        await operator
+        return 1
+    holding.cancel()
+    await election.release()
+    return 0
+
+
+def _login() -> kopf.ConnectionInfo:
+    settings = kopf.OperatorSettings()
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
+    if info is None:
+        raise SystemExit("no Kubernetes credentials for leader election (in-cluster or KUBECONFIG)")
+    return info
+
+
+@contextlib.asynccontextmanager
+async def _standby_liveness(url: str | None) -> AsyncIterator[None]:
+    """Answer the liveness probe while waiting for the Lease; kopf serves it once leading."""
+    if not url:
+        yield
+        return
+    parts = urlsplit(url)
+
+    async def alive(_: web.Request) -> web.Response:
+        return web.json_response({"standby": True})
+
+    app = web.Application()
+    app.router.add_get(parts.path or "/", alive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, parts.hostname, parts.port)
+    await site.start()
+    try:
+        yield
+    finally:
+        await runner.cleanup()
 
 
 if __name__ == "__main__":

@@ -48,6 +48,14 @@ class OperatorConfig(BaseModel):
     prefect_secret_auth_string_key: str | None = Field(
         None, description="PFO_PREFECT_SECRET_AUTH_STRING_KEY: its PREFECT_API_AUTH_STRING key."
     )
+    leader_election: bool = Field(
+        False,
+        description="PFO_LEADER_ELECTION: hold a Lease before reconciling, so several replicas can run and one "
+        "works (the chart: true, 2 replicas).",
+    )
+    lease_namespace: str = Field("default", description="PFO_LEASE_NAMESPACE: namespace of the Lease (the chart's).")
+    lease_name: str = Field("prefect-flow-operator", description="PFO_LEASE_NAME: name of the Lease.")
+    identity: str | None = Field(None, description="POD_NAME: this replica in the Lease (default: host name and pid).")
     metrics_port: int = Field(9090, description="PFO_METRICS_PORT: Prometheus /metrics port; 0 disables.", ge=0, le=65535)
 
     @field_validator("cluster_name")
@@ -70,6 +78,10 @@ class OperatorConfig(BaseModel):
             "namespaces": [n.strip() for n in env.get("PFO_NAMESPACES", "").split(",") if n.strip()],
             "log_format": env.get("PFO_LOG_FORMAT", "plain"),
             "metrics_port": env.get("PFO_METRICS_PORT", "9090"),
+            "leader_election": env.get("PFO_LEADER_ELECTION") or None,
+            "lease_namespace": env.get("PFO_LEASE_NAMESPACE") or env.get("POD_NAMESPACE") or None,
+            "lease_name": env.get("PFO_LEASE_NAME") or None,
+            "identity": env.get("POD_NAME") or None,
             "workers_namespace": env.get("PFO_WORKERS_NAMESPACE") or env.get("POD_NAMESPACE") or None,
             "worker_image": env.get("PFO_WORKER_IMAGE") or None,
             "worker_cluster_role": env.get("PFO_WORKER_CLUSTER_ROLE") or None,

@@ -23,6 +23,7 @@ KINDS = {
     "Deployment": ("apis/apps/v1", "deployments"),
     "PodDisruptionBudget": ("apis/policy/v1", "poddisruptionbudgets"),
     "RoleBinding": ("apis/rbac.authorization.k8s.io/v1", "rolebindings"),
+    "Lease": ("apis/coordination.k8s.io/v1", "leases"),
 }
 
 
@@ -129,6 +130,37 @@ class KubeClient:
             self._url(kind, namespace, name),
             json={"propagationPolicy": "Background"},
         )
+
+    # -- the leader-election Lease -----------------------------------------------------
+
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            lease: dict[str, Any] = await self._send(f"get Lease {namespace}/{name}", "GET", self._url("Lease", namespace, name))
+        except KubeRequestError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return lease
+
+    async def create_lease(self, namespace: str, name: str, spec: dict[str, Any]) -> bool:
+        """Whether we created it (409: another replica was first)."""
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": name}, "spec": spec}
+        return await self._conditional(f"create Lease {namespace}/{name}", "POST", self._url("Lease", namespace), body)
+
+    async def put_lease(self, lease: dict[str, Any]) -> bool:
+        """Replace the Lease if it is still at its resourceVersion (409: someone else wrote it)."""
+        meta = lease["metadata"]
+        url = self._url("Lease", meta["namespace"], meta["name"])
+        return await self._conditional(f"update Lease {meta['namespace']}/{meta['name']}", "PUT", url, lease)
+
+    async def _conditional(self, what: str, method: str, url: str, body: dict[str, Any]) -> bool:
+        try:
+            await self._send(what, method, url, json=body)
+        except KubeRequestError as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
 
     async def close(self) -> None:
         await self._session.close()

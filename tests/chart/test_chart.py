@@ -67,10 +67,21 @@ def _container(objs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def test_default_render() -> None:
     objs = without_worker_rbac(render())
-    assert sorted(o["kind"] for o in objs) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "ServiceAccount"]
+    assert sorted(o["kind"] for o in objs) == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "PodDisruptionBudget",
+        "Role",  # the Lease of leader election
+        "RoleBinding",
+        "ServiceAccount",
+    ]
     dep = only(objs, "Deployment")
     spec = dep["spec"]
-    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    # Two replicas behind a Lease; a rollout adds a standby before it removes one.
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    assert only(objs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
     pod = spec["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -110,9 +121,9 @@ def test_rbac_is_least_privilege() -> None:
     assert not {t for t in cluster if t[2] in {"delete", "deletecollection", "update", "create"} and t[1] != "events"}
     assert not {t for t in cluster if t[1] in {"secrets", "configmaps", "pods"}}
     namespaced = without_worker_rbac(render(NAMESPACED_VALUES))
-    roles = [r for r in pick(namespaced, "Role") if not r["metadata"]["name"].endswith("-events")]
+    roles = [r for r in pick(namespaced, "Role") if not r["metadata"]["name"].endswith(("-events", "-leader"))]
     assert sorted(r["metadata"]["namespace"] for r in roles) == NAMESPACED_VALUES["watchNamespaces"]
-    bindings = [b for b in pick(namespaced, "RoleBinding") if not b["metadata"]["name"].endswith("-events")]
+    bindings = [b for b in pick(namespaced, "RoleBinding") if not b["metadata"]["name"].endswith(("-events", "-leader"))]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == NAMESPACED_VALUES["watchNamespaces"]
     # Events about cluster-scoped PrefectWorkPools go to the operator's own namespace.
     (events_role,) = [r for r in pick(namespaced, "Role") if r["metadata"]["name"].endswith("-events")]
@@ -159,13 +170,17 @@ def test_every_value_maps_to_the_environment() -> None:
             "rbac": {"create": False},
         }
     )
-    assert sorted(o["kind"] for o in objs) == ["Deployment"]
+    assert sorted(o["kind"] for o in objs) == ["Deployment", "PodDisruptionBudget"]
     c = _container(objs)
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert env == {
         "PREFECT_API_URL": "https://api.prefect.cloud/api/accounts/a/workspaces/w",
         "PFO_PREFECT_UI_URL": "https://app.prefect.cloud",
         "PFO_CLUSTER_NAME": "prod-eu-1",
+        "PFO_LEADER_ELECTION": "true",
+        "PFO_LEASE_NAMESPACE": "pfo-system",
+        "PFO_LEASE_NAME": "pfo-prefect-flow-operator",
+        "POD_NAME": None,  # from the downward API
         "PFO_WORKERS_NAMESPACE": "prefect-workers",
         "PFO_WORKER_IMAGE": "registry.example.com/prefect-worker:3.9.1",
         "PFO_WORKER_CLUSTER_ROLE": "pfo-prefect-flow-operator-worker",
@@ -269,3 +284,25 @@ def test_worker_rbac_lets_the_operator_bind_only_the_workers_cluster_role(values
         where = sorted(ns for kind, name, ns in rbac if kind == "RoleBinding" and name.endswith("-worker-bindings"))
         assert where == values["watchNamespaces"]
         assert not [k for k in rbac if k[0] == "ClusterRoleBinding"]
+
+
+def test_leader_election_holds_one_lease_and_can_be_turned_off() -> None:
+    objs = render()
+    (role,) = [r for r in pick(objs, "Role") if r["metadata"]["name"].endswith("-leader")]
+    assert role["metadata"]["namespace"] == "pfo-system"
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "update"],
+            "resourceNames": ["pfo-prefect-flow-operator"],
+        },
+    ]
+    env = {e["name"]: e for e in _container(objs)["env"]}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    single = render({"replicas": 1, "leaderElection": {"enabled": False}})
+    assert only(single, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+    assert not pick(single, "PodDisruptionBudget") and "PFO_LEADER_ELECTION" not in {e["name"] for e in _container(single)["env"]}
+    refused = template({"replicas": 2, "leaderElection": {"enabled": False}}, check=False)
+    assert refused.returncode != 0 and "replicas > 1 needs leaderElection.enabled" in refused.stderr

@@ -56,13 +56,14 @@ def test_rendered_chart_passes_server_side_dry_run(
         {**values, "prefect": {"apiUrl": "http://prefect.example:4200/api", "existingSecret": "prefect-auth"}}, include_crds=True
     )
     kinds = sorted({o["kind"] for o in objs})
-    # Role + RoleBinding: always the workers' namespace (PrefectWorkPool.spec.workers), and each watched one.
+    # Role + RoleBinding: always the Lease and the workers' namespace (PrefectWorkPool.spec.workers), and each watched one.
     expected = {
         "CustomResourceDefinition",
         "ServiceAccount",
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "PodDisruptionBudget",  # two replicas with leader election
         "Role",
         "RoleBinding",
     }
