@@ -4,7 +4,9 @@ a real Prefect server, the operator in its own process (handlers, sweep, events,
 from __future__ import annotations
 
 import json
+import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +25,7 @@ from tests.e2e.test_operator import (
     prefect,
     prefect_deployment,
     ready,
+    sweeps_done,
     wait_for,
 )
 from tests.support.operator_process import OperatorProcess
@@ -184,3 +187,43 @@ def test_conflict_adopt_and_orphan(operator: OperatorProcess, kubectl: Callable[
     wait_for(lambda: ready(kubectl, "pcl", "e2e-legacy", None), 20, "Ready at the new generation")
     kubectl("delete", "pcl", "e2e-legacy", "--timeout=60s")
     assert prefect_limit(papi, "e2e-legacy")["id"] == made["id"]  # type: ignore[index]
+
+
+REQUEST = re.compile(r'^pfo_prefect_requests_total\{method="(\w+)",path="([^"]+)",status="[^"]*"\} ([0-9.e+]+)$')
+
+
+def prefect_requests(operator: OperatorProcess) -> Counter[tuple[str, str]]:
+    counts: Counter[tuple[str, str]] = Counter()
+    for line in httpx.get(f"http://127.0.0.1:{operator.metrics_port}/metrics").text.splitlines():
+        if m := REQUEST.match(line):
+            counts[(m[1], m[2])] += int(float(m[3]))
+    return counts
+
+
+def test_sweep_of_a_shared_limit_in_sync_writes_nothing(
+    operator: OperatorProcess, kubectl: Callable[..., Any], papi: httpx.Client
+) -> None:
+    apply(kubectl, pool("quiet-shared-pool"), limit("quiet-limit", limit=3))
+    wait_for(lambda: ready(kubectl, "pwp", "quiet-shared-pool", None), what="pool Ready")
+    wait_for(lambda: ready(kubectl, "pcl", "quiet-limit", None), what="limit Ready")
+    apply(kubectl, flow_deployment("quiet-shared", "quiet-shared-pool", concurrency={"sharedLimit": "quiet-limit"}))
+    wait_for(lambda: ready(kubectl, "pfd", "quiet-shared"), what="deployment Ready")
+    start = sweeps_done(operator)
+    wait_for(lambda: sweeps_done(operator) >= start + 1, 30, "a sweep pass")
+
+    def versions() -> list[str]:
+        return [
+            get(kubectl, "pfd", "quiet-shared")["metadata"]["resourceVersion"],
+            get(kubectl, "pcl", "quiet-limit", None)["metadata"]["resourceVersion"],
+        ]
+
+    before, requests = versions(), prefect_requests(operator)
+    start = sweeps_done(operator)
+    wait_for(lambda: sweeps_done(operator) >= start + 2, 30, "two more sweep passes")
+    after, delta = versions(), prefect_requests(operator) - requests
+    assert after == before, "a sweep pass rewrote a resource that was in sync"
+    writes = {k: n for k, n in delta.items() if k[0] != "GET" and not k[1].endswith("/filter")}
+    assert writes == {}, writes
+    # The one limit costs one point read a pass (a pass may be under way at either end).
+    assert 2 <= delta[("GET", "v2/concurrency_limits/{id_or_name}")] <= 3, delta
+    assert ("POST", "v2/concurrency_limits/filter") not in delta
