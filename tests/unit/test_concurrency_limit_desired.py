@@ -11,11 +11,13 @@ from pydantic import ValidationError
 from prefect_flow_operator import crdgen
 from prefect_flow_operator.api.concurrency_limit import PrefectConcurrencyLimitSpec
 from prefect_flow_operator.api.flow_deployment import PrefectFlowDeploymentSpec
+from prefect_flow_operator.conditions import Outcome, conditions_for
 from prefect_flow_operator.desired.concurrency_limit import LimitObserved, limit_patch, plan_limit
 from prefect_flow_operator.desired.deployment import Owner, deployment_patch, desired_deployment
 from prefect_flow_operator.desired.deployment_plan import Observed, plan_deployment
 from prefect_flow_operator.errors import Conflict
 from prefect_flow_operator.reconciler.entries import STATUS_KEYS, limit_entry
+from prefect_flow_operator.reconciler.status import status_update
 
 OWNER = Owner("c", "ns", "etl", "uid-1")
 SHARED = "0b6f7e2a-0000-4000-8000-000000000001"
@@ -177,3 +179,11 @@ def test_relabel_leaves_the_limit_to_the_patch_after_it() -> None:
 def test_limit_and_shared_limit_exclude_each_other_in_the_schema() -> None:
     rules = PrefectFlowDeploymentSpec.model_json_schema()["$defs"]["Concurrency"]["x-kubernetes-validations"]
     assert rules[0]["rule"] == "!(has(self.limit) && has(self.sharedLimit))"
+
+
+def test_slots_in_use_are_a_report_not_a_sync() -> None:
+    # A sweep that only sees other slots in use writes them, but does not claim a sync.
+    current = {"conditions": [], "observedGeneration": 1, "limitId": "L", "activeSlots": 0}
+    current["conditions"] = conditions_for(Outcome.synced("in sync"), 1, [])
+    update = status_update(current, Outcome.synced("in sync"), 1, {"limitId": "L", "activeSlots": 2})
+    assert update == {"activeSlots": 2}

@@ -9,7 +9,7 @@ limit, ordered by name; tag and deployment limits included).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -29,6 +29,8 @@ LIMITS_FILTER = "v2/concurrency_limits/filter"
 # deployment with spec.concurrency.limit), so for a few resources it would cost more.
 MAX_POINT_READS = 5
 RETRY_AFTER = 30.0
+# The other resource that records a limit id as its own, if any (None: no record names it).
+ClaimedBy = Callable[[str], "str | None"]
 SPEC_FIELD = {"name": "limitName", "limit": "limit", "active": "active", "slot_decay_per_second": "slotDecayPerSecond"}
 
 
@@ -92,7 +94,7 @@ async def read_limits(api: PrefectAPI, wanted: Collection[tuple[str | None, str]
     return LimitIndex.of(found)
 
 
-async def observe(api: PrefectAPI, owned_id: str | None, name: str, *, claimed_by: Any = None) -> LimitObserved:
+async def observe(api: PrefectAPI, owned_id: str | None, name: str, *, claimed_by: ClaimedBy | None = None) -> LimitObserved:
     """The limit status.limitId names, else the one carrying `name` (point reads).
     `claimed_by(id)`: the other resource that records that id, if any."""
     by_id = await read_limit(api, owned_id) if owned_id else None
@@ -100,7 +102,9 @@ async def observe(api: PrefectAPI, owned_id: str | None, name: str, *, claimed_b
     return from_reads(by_id, by_name, claimed_by)
 
 
-def from_reads(by_id: dict[str, Any] | None, by_name: dict[str, Any] | None, claimed_by: Any = None) -> LimitObserved:
+def from_reads(
+    by_id: dict[str, Any] | None, by_name: dict[str, Any] | None, claimed_by: ClaimedBy | None = None
+) -> LimitObserved:
     claimant = claimed_by(str(by_name["id"])) if by_name is not None and claimed_by is not None else None
     return LimitObserved(by_id=by_id, by_name=by_name, claimed_by=claimant)
 
@@ -146,7 +150,7 @@ async def sync_concurrency_limit(
     name: str,
     *,
     owned_id: str | None = None,
-    claimed_by: Any = None,
+    claimed_by: ClaimedBy | None = None,
 ) -> LimitSyncResult:
     """One observe → plan → apply without the cluster around it (the tests, the CLI), with
     refusals as the outcome; Prefect unreachable still raises."""

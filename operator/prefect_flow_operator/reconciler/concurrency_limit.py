@@ -18,7 +18,7 @@ from ..conditions import Outcome
 from ..desired.concurrency_limit import plan_limit
 from ..errors import InUse, ReconcileError, outcome_for
 from ..prefect import concurrency_limits as prefect
-from ..prefect.concurrency_limits import LimitIndex, LimitSyncResult
+from ..prefect.concurrency_limits import ClaimedBy, LimitIndex, LimitSyncResult
 from .entries import LimitEntry
 from .events import info, object_ref, warn
 from .sinks import StatusSink
@@ -54,7 +54,7 @@ class LimitReconciler:
             return str(recorded)
         return next((i for i, uid in self.created.items() if uid == e.uid), None)
 
-    def claimant(self, e: LimitEntry) -> Any:
+    def claimant(self, e: LimitEntry) -> ClaimedBy:
         """claimed_by(id) for plan_limit: the other live resource recording that id."""
 
         def claimed_by(limit_id: str) -> str | None:

@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 CLEAR: Any = object()  # a `fields` value: remove the key from status
-# Keys that report on Prefect (run health) rather than say Prefect was brought in line.
-REPORT_KEYS = frozenset({"lastRun", "nextRunTime"})
+# Keys that report on Prefect (run health, a limit's slots in use) rather than say Prefect
+# was brought in line.
+REPORT_KEYS = frozenset({"lastRun", "nextRunTime", "activeSlots"})
 
 
 def status_update(current: Mapping[str, Any], outcome: Outcome, generation: int | None, fields: dict[str, Any]) -> dict[str, Any]:
