@@ -3,7 +3,8 @@ tests/support/controlplane.py); the binaries come from hack/kube-binaries/build.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -36,6 +37,23 @@ def control_plane() -> Iterator[ControlPlane]:
     """etcd + kube-apiserver on loopback for the whole session; `.kubeconfig` is the admin's."""
     with ControlPlane() as cp:
         yield cp
+
+
+@pytest.fixture(scope="module")
+def prefect() -> Iterator[PrefectServer]:
+    """A Prefect server for the module (a module that needs other settings defines its own)."""
+    with PrefectServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def kubectl(control_plane: ControlPlane) -> Callable[..., Any]:
+    """kubectl against the test API server: as admin, or with `kubeconfig` (a ServiceAccount's)."""
+
+    def run(*args: str, input: str | None = None, check: bool = True, kubeconfig: str | None = None) -> Any:
+        return control_plane.kubectl(*args, input=input, check=check, kubeconfig=kubeconfig)
+
+    return run
 
 
 @pytest.fixture

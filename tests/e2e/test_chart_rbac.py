@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -26,20 +26,6 @@ from tests.support.prefect_server import PrefectServer
 FORBIDDEN = re.compile(r"forbidden|unauthorized|status=40[13]\b", re.IGNORECASE)
 # The label the pools' allowedNamespaces.selector asks for.
 ALLOWED = {"pfo.dev/rbac-test": "allowed"}
-
-
-@pytest.fixture(scope="module")
-def prefect() -> Iterator[PrefectServer]:
-    with PrefectServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def kubectl(control_plane: Any) -> Callable[..., Any]:
-    def run(*args: str, input: str | None = None, check: bool = True, kubeconfig: str | None = None) -> Any:
-        return control_plane.kubectl(*args, input=input, check=check, kubeconfig=kubeconfig)
-
-    return run
 
 
 def apply_objects(kubectl: Callable[..., Any], objs: list[dict[str, Any]], *extra: str) -> str:
@@ -81,10 +67,12 @@ def _install_rbac(control_plane: Any, kubectl: Callable[..., Any], objs: list[di
 
 
 def _chart_env(objs: list[dict[str, Any]]) -> dict[str, str]:
-    """The operator's environment as the chart's Deployment sets it (plain values only)."""
+    """The operator's environment as the chart's Deployment sets it (plain values only), less
+    what OperatorProcess sets per process: the test's Prefect URL and a free metrics port."""
     (deployment,) = pick(objs, "Deployment")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    return {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    own = {"PREFECT_API_URL", "PFO_METRICS_PORT"}
+    return {e["name"]: e["value"] for e in container["env"] if "value" in e and e["name"] not in own}
 
 
 def _events(kubectl: Callable[..., Any], name: str) -> list[dict[str, Any]]:
@@ -170,7 +158,7 @@ def test_operator_runs_under_the_charts_rbac(
     if unwatched:
         assert can("list", "prefectflowdeployments.pfo.dev", "-n", unwatched) == "no"
 
-    env = {k: v for k, v in _chart_env(objs).items() if k not in {"PREFECT_API_URL", "PFO_METRICS_PORT"}}
+    env = _chart_env(objs)
     env["PFO_RESYNC_SECONDS"] = "3"
     pool = f"{release}-pool"
     name = f"{release}-etl"

@@ -32,7 +32,7 @@ from tests.e2e.test_operator import NS, apply, condition, flow_deployment, get, 
 from tests.support.operator_process import OperatorProcess
 from tests.support.prefect_server import PrefectServer
 
-crds, kubectl, prefect = test_operator.crds, test_operator.kubectl, test_operator.prefect
+crds = test_operator.crds
 OTHER_NS = "team-b"
 METRIC = re.compile(r'^pfo_prefect_requests_total\{method="([A-Z]+)",path="([^"]*)",status="([^"]*)"\} ([0-9.e+]+)$')
 

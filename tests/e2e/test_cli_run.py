@@ -18,7 +18,7 @@ from tests.e2e import test_operator
 from tests.e2e.test_operator import NS, apply, condition, flow_deployment, get, pool, ready, wait_for
 from tests.support.operator_process import OperatorProcess
 
-crds, kubectl, prefect, operator = test_operator.crds, test_operator.kubectl, test_operator.prefect, test_operator.operator
+crds, operator = test_operator.crds, test_operator.operator
 
 PFO = str(Path(sys.executable).with_name("pfo"))
 UI = "http://prefect-ui.example:4200"

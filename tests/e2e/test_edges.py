@@ -20,7 +20,7 @@ from tests.support.operator_process import OperatorProcess
 from tests.support.prefect_server import PrefectServer
 
 # test_operator's fixtures, used here too (pytest finds fixtures among a module's attributes).
-crds, kubectl = test_operator.crds, test_operator.kubectl
+crds = test_operator.crds
 
 POOL = "edge-pool"
 

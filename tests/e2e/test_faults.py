@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 
-from tests.e2e.test_operator import apply, crds, kubectl, pool, wait_for  # noqa: F401 (fixtures)
+from tests.e2e.test_operator import apply, crds, pool, wait_for  # noqa: F401 (fixtures)
 from tests.e2e.test_restart import not_ready
 from tests.support.operator_process import OperatorProcess
 from tests.support.prefect_server import PrefectServer
@@ -51,12 +50,6 @@ def manifest(i: int, description: str = "original") -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
-def prefect() -> Iterator[PrefectServer]:
-    with PrefectServer() as server:
-        yield server
-
-
 def deployments(papi: httpx.Client) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     while True:
@@ -67,12 +60,12 @@ def deployments(papi: httpx.Client) -> list[dict[str, Any]]:
             return found
 
 
-def crs(kubectl: Callable[..., Any]) -> dict[str, dict[str, Any]]:  # noqa: F811
+def crs(kubectl: Callable[..., Any]) -> dict[str, dict[str, Any]]:
     items = json.loads(kubectl("get", "pfd", "-n", NS, "-o", "json").stdout)["items"]
     return {o["metadata"]["name"]: o for o in items}
 
 
-def converge(kubectl: Callable[..., Any], what: str) -> dict[str, dict[str, Any]]:  # noqa: F811
+def converge(kubectl: Callable[..., Any], what: str) -> dict[str, dict[str, Any]]:
     deadline = time.monotonic() + CONVERGE_TIMEOUT
     while (pending := not_ready(objs := crs(kubectl))) and time.monotonic() < deadline:
         time.sleep(1)
@@ -98,7 +91,7 @@ def test_faults_while_converging_and_deleting(
     control_plane: Any,
     prefect: PrefectServer,
     crds: None,  # noqa: F811
-    kubectl: Callable[..., Any],  # noqa: F811
+    kubectl: Callable[..., Any],
     papi: httpx.Client,
 ) -> None:
     kubectl("create", "namespace", NS, check=False)

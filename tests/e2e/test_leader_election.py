@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -22,20 +22,6 @@ from tests.support.prefect_server import PrefectServer
 RELEASE = "pfo-ha"
 LEASE = "pfo-ha-prefect-flow-operator"
 NS = "ha-team"
-
-
-@pytest.fixture(scope="module")
-def prefect() -> Iterator[PrefectServer]:
-    with PrefectServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def kubectl(control_plane: Any) -> Callable[..., Any]:
-    def run(*args: str, input: str | None = None, check: bool = True, kubeconfig: str | None = None) -> Any:
-        return control_plane.kubectl(*args, input=input, check=check, kubeconfig=kubeconfig)
-
-    return run
 
 
 def _holder(kubectl: Callable[..., Any]) -> str | None:
@@ -57,7 +43,7 @@ def test_the_standby_takes_over_when_the_leader_dies(
     for ns in (RELEASE_NAMESPACE, NS):
         control_plane.ensure_namespace(ns)
     kubeconfig = _install_rbac(control_plane, kubectl, objs)
-    env = {k: v for k, v in _chart_env(objs).items() if k not in {"PREFECT_API_URL", "PFO_METRICS_PORT"}}
+    env = _chart_env(objs)
     assert env["PFO_LEADER_ELECTION"] == "true"
     env["PFO_RESYNC_SECONDS"] = "3"
     ops = [
@@ -109,7 +95,7 @@ def test_every_lease_verb_is_used(control_plane: Any, kubectl: Callable[..., Any
     role["rules"] = [{**r, "verbs": [v for v in r["verbs"] if v != verb]} for r in role["rules"]]
     role["rules"] = [r for r in role["rules"] if r["verbs"]]
     kubeconfig = _install_rbac(control_plane, kubectl, objs)
-    env = {k: v for k, v in _chart_env(objs).items() if k not in {"PREFECT_API_URL", "PFO_METRICS_PORT"}}
+    env = _chart_env(objs)
     op = OperatorProcess(kubeconfig=kubeconfig, prefect_api_url=prefect.api_url, **env)
     denied: list[str] = []
     try:

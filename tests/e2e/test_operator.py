@@ -35,20 +35,6 @@ def wait_for(check: Callable[[], Any], timeout: float = 30, what: str = "conditi
 
 
 @pytest.fixture(scope="module")
-def prefect() -> Iterator[PrefectServer]:
-    with PrefectServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def kubectl(control_plane: Any) -> Callable[..., Any]:
-    def run(*args: str, input: str | None = None, check: bool = True) -> Any:
-        return control_plane.kubectl(*args, input=input, check=check)
-
-    return run
-
-
-@pytest.fixture(scope="module")
 def crds(control_plane: Any, kubectl: Callable[..., Any]) -> None:
     kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
     control_plane.wait_for_crds()

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.test_operator import apply, crds, kubectl, pool, prefect, wait_for  # noqa: F401 (fixtures)
+from tests.e2e.test_operator import apply, crds, pool, wait_for  # noqa: F401 (fixtures)
 from tests.support.operator_process import OperatorProcess
 from tests.support.prefect_server import PrefectServer
 
@@ -77,7 +77,7 @@ def flow_deployments(papi: httpx.Client) -> list[dict[str, Any]]:
     return deps
 
 
-def list_crs(kubectl: Callable[..., Any]) -> dict[str, dict[str, Any]]:  # noqa: F811
+def list_crs(kubectl: Callable[..., Any]) -> dict[str, dict[str, Any]]:
     items = json.loads(kubectl("get", "pfd", "-n", NS, "-o", "json").stdout)["items"]
     return {o["metadata"]["name"]: o for o in items}
 
@@ -117,9 +117,9 @@ def snapshot(papi: httpx.Client) -> dict[str, Any]:
 
 def test_random_kills_and_restarts_converge_to_one_deployment_each(
     control_plane: Any,
-    prefect: PrefectServer,  # noqa: F811
+    prefect: PrefectServer,
     crds: None,  # noqa: F811
-    kubectl: Callable[..., Any],  # noqa: F811
+    kubectl: Callable[..., Any],
     papi: httpx.Client,
 ) -> None:
     seed = int(os.environ.get("PFO_RESTART_SEED") or random.SystemRandom().randrange(1_000_000))

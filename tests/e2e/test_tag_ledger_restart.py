@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from prefect_flow_operator.prefect.tag_ledger import ledger_variable_name
-from tests.e2e.test_operator import apply, crds, kubectl, pool, prefect, wait_for  # noqa: F401 (fixtures)
+from tests.e2e.test_operator import apply, crds, pool, wait_for  # noqa: F401 (fixtures)
 from tests.support.operator_process import OperatorProcess
 from tests.support.prefect_server import PrefectServer
 
@@ -83,11 +83,11 @@ def requests_by(op: OperatorProcess) -> dict[tuple[str, str], float]:
     return out
 
 
-def resource_names(kubectl: Callable[..., Any]) -> list[str]:  # noqa: F811
+def resource_names(kubectl: Callable[..., Any]) -> list[str]:
     return sorted(o["metadata"]["name"] for o in json.loads(kubectl("get", "pfd", "-n", NS, "-o", "json").stdout)["items"])
 
 
-def all_ready(kubectl: Callable[..., Any]) -> bool:  # noqa: F811
+def all_ready(kubectl: Callable[..., Any]) -> bool:
     items = json.loads(kubectl("get", "pfd", "-n", NS, "-o", "json").stdout)["items"]
     return len(items) == RESOURCES and all(
         any(c["type"] == "Ready" and c["status"] == "True" and c.get("observedGeneration") == o["metadata"]["generation"]
@@ -116,9 +116,9 @@ def wait_quiet_passes(op: OperatorProcess, passes: int) -> tuple[dict[tuple[str,
 
 def test_500_tags_released_and_restored_by_a_restarted_operator(
     control_plane: Any,
-    prefect: PrefectServer,  # noqa: F811
+    prefect: PrefectServer,
     crds: None,  # noqa: F811
-    kubectl: Callable[..., Any],  # noqa: F811
+    kubectl: Callable[..., Any],
     papi: httpx.Client,
 ) -> None:
     for tag, value in ORIGINAL.items():

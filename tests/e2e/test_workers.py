@@ -35,20 +35,6 @@ RELEASE = "pfo-workers"
 TEAMS = ("wk-team-a", "wk-team-b")
 
 
-@pytest.fixture(scope="module")
-def prefect() -> Iterator[PrefectServer]:
-    with PrefectServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def kubectl(control_plane: Any) -> Callable[..., Any]:
-    def run(*args: str, input: str | None = None, check: bool = True, kubeconfig: str | None = None) -> Any:
-        return control_plane.kubectl(*args, input=input, check=check, kubeconfig=kubeconfig)
-
-    return run
-
-
 @pytest.fixture(scope="module", params=[{}, {"watchNamespaces": list(TEAMS)}], ids=["cluster-wide", "namespaced"])
 def operator(
     request: pytest.FixtureRequest, control_plane: Any, kubectl: Callable[..., Any], prefect: PrefectServer
@@ -62,7 +48,7 @@ def operator(
     for ns in (RELEASE_NAMESPACE, *TEAMS):
         control_plane.ensure_namespace(ns)
     kubeconfig = _install_rbac(control_plane, kubectl, objs)
-    env = {k: v for k, v in _chart_env(objs).items() if k not in {"PREFECT_API_URL", "PFO_METRICS_PORT"}}
+    env = _chart_env(objs)
     env["PFO_RESYNC_SECONDS"] = "3"
     op = OperatorProcess(kubeconfig=kubeconfig, prefect_api_url=prefect.api_url, **env)
     op.start()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,20 +20,6 @@ from tests.support.operator_process import OperatorProcess
 from tests.support.prefect_server import PrefectServer
 
 TEAM = "wdrop-team"
-
-
-@pytest.fixture(scope="module")
-def prefect() -> Iterator[PrefectServer]:
-    with PrefectServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def kubectl(control_plane: Any) -> Callable[..., Any]:
-    def run(*args: str, input: str | None = None, check: bool = True, kubeconfig: str | None = None) -> Any:
-        return control_plane.kubectl(*args, input=input, check=check, kubeconfig=kubeconfig)
-
-    return run
 
 
 def _operator_grants() -> list[tuple[str, str, str]]:
@@ -69,7 +55,7 @@ def test_every_verb_granted_for_workers_is_used(
             if (r, v) != (resource, verb)
         ]
     kubeconfig = _install_rbac(control_plane, kubectl, objs)
-    env = {k: v for k, v in _chart_env(objs).items() if k not in {"PREFECT_API_URL", "PFO_METRICS_PORT"}}
+    env = _chart_env(objs)
     env |= {"PFO_RESYNC_SECONDS": "2", "PFO_CLUSTER_NAME": release}
     pool = f"{release}-pool"
     op = OperatorProcess(kubeconfig=kubeconfig, prefect_api_url=prefect.api_url, **env)
