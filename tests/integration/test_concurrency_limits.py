@@ -372,6 +372,29 @@ async def test_adopting_a_deployment_on_someone_elses_limit_leaves_that_limit_al
     await assert_dep_noop(api, spec, who, None)
 
 
+async def test_adopting_a_deployment_with_its_own_limit_onto_a_shared_one(
+    api: PrefectAPI, raw: httpx.AsyncClient, pools: dict[str, str]
+) -> None:
+    name, limit_id = await shared_limit(api, 2)
+    flow, who = unique("flow"), owner("etl")
+    made_flow = await raw_ok(raw.post("flows/", json={"name": flow}))
+    made = await raw_ok(
+        raw.post(
+            "deployments/",
+            json={"name": "shared", "flow_id": made_flow["id"], "work_pool_name": FULL_POOL, "concurrency_limit": 5},
+        )
+    )
+    assert (await read_limit(raw, f"deployment:{made['id']}"))["limit"] == 5  # type: ignore[index]
+    spec = dep_spec(flow, {"sharedLimit": name}, adopt=True)
+    result = await dep_synced(api, spec, who, limit_id)
+    assert result.changes[0] == "ownership labels set" and "own concurrency limit removed for the shared one" in result.changes
+    dep = await read_dep(raw, flow)
+    assert dep["id"] == made["id"] and dep["global_concurrency_limit"]["id"] == limit_id
+    assert await read_limit(raw, f"deployment:{made['id']}") is None
+    assert (await read_limit(raw, limit_id))["limit"] == 2  # type: ignore[index]
+    await assert_dep_noop(api, spec, who, limit_id)
+
+
 async def test_deployment_and_shared_limit_together_are_refused_by_prefect_too(
     api: PrefectAPI, raw: httpx.AsyncClient, pools: dict[str, str]
 ) -> None:
