@@ -345,6 +345,7 @@ PRINTER_COLUMNS = [
     {"name": "Flow", "type": "string", "jsonPath": ".spec.flowName"},
     {"name": "Pool", "type": "string", "jsonPath": ".spec.pool.name"},
     {"name": "Limit", "type": "integer", "jsonPath": ".spec.concurrency.limit"},
+    {"name": "Shared-Limit", "type": "string", "jsonPath": ".spec.concurrency.sharedLimit", "priority": 1},
     {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
     {"name": "Reason", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].reason'},
     {"name": "Last-Run", "type": "string", "jsonPath": ".status.lastRun.state"},
