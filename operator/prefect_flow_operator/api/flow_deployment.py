@@ -21,6 +21,7 @@ from .common import (
     conditions_field,
     immutable,
 )
+from .triggers import Trigger, TriggerStatus
 
 if TYPE_CHECKING:
     from pydantic.config import JsonDict
@@ -251,6 +252,15 @@ class PrefectFlowDeploymentSpec(Model):
         max_length=50,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["slug"]},
     )
+    triggers: list[Trigger] = Field(
+        default_factory=list,
+        description=(
+            "Deployment triggers (prefect.yaml's triggers): each an automation that runs this deployment when its "
+            "events arrive, matched to Prefect's by name: added, updated in place and removed to match this list."
+        ),
+        max_length=50,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
     parameters: dict[str, Any] | None = Field(None, description="Default parameters of flow runs.", json_schema_extra=FreeObject)
     parameter_schema: dict[str, Any] | None = Field(
         None,
@@ -331,6 +341,9 @@ class PrefectFlowDeploymentStatus(Model):
     )
     next_run_time: str | None = Field(
         None, description="When the next scheduled flow run is due (its expected start time in Prefect), from the sweep."
+    )
+    triggers: list[TriggerStatus] = Field(
+        default_factory=list, description="The automations made for spec.triggers (name and Prefect id)."
     )
 
 

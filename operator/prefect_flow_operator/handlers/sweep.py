@@ -23,10 +23,12 @@ from ..api.concurrency_limit import PLURAL as PCL_PLURAL
 from ..api.flow_deployment import KIND as PFD_KIND
 from ..api.work_pool import KIND as PWP_KIND
 from ..desired.deployment import LABEL_CLUSTER, LABEL_UID
+from ..desired.triggers import declares_triggers
 from ..desired.workers import pool_label
 from ..prefect.client import PrefectUnavailable
 from ..prefect.concurrency_limits import read_limits
 from ..prefect.deployments import UNSET
+from ..prefect.triggers import read_cluster_automations
 from ..prefect.work_pools import read_pools, read_queues
 from ..reconciler.concurrency_limit import limit_name
 from ..reconciler.deployment import Bulk
@@ -98,6 +100,7 @@ async def sweep_once(rt: Runtime) -> None:
     except Exception as exc:  # the deployments are still worth checking
         log.warning("drift sweep: tag limits not synced: %s", exc)
     health = await rt.run_health.observe(deployments, by_uid)
+    automations = await _automations(rt, deployments)
     gate = asyncio.Semaphore(PARALLEL)
 
     async def one(e: DeploymentEntry) -> None:
@@ -105,12 +108,21 @@ async def sweep_once(rt: Runtime) -> None:
         run, next_run = health.get(e.uid, (None, UNSET))
         async with gate:
             try:
-                bulk = Bulk(pool, by_uid.get(e.uid, UNSET), taken_at, run=run, next_run=next_run)
+                mine = UNSET if automations is None else automations.get(e.uid, [])
+                bulk = Bulk(pool, by_uid.get(e.uid, UNSET), taken_at, run=run, next_run=next_run, automations=mine)
                 await rt.deployments.reconcile(e, rt.guarded_sink(e), bulk=bulk)
             except Exception as exc:  # one resource must not end the pass
                 log.warning("drift sweep: %s not checked: %s", e.key, exc)
 
     await asyncio.gather(*(one(e) for e in deployments))
+
+
+async def _automations(rt: Runtime, deployments: list[DeploymentEntry]) -> dict[str, list[dict[str, Any]]] | None:
+    """The cluster's automations by resource uid, read (paged) only when some resource
+    declares triggers or had some; None: not read."""
+    if not any(declares_triggers(e.spec.triggers if e.spec else None, e.status) for e in deployments):
+        return None
+    return await read_cluster_automations(rt.api, rt.config.cluster_name)
 
 
 async def _sweep_limits(rt: Runtime) -> None:

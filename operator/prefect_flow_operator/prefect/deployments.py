@@ -22,7 +22,10 @@ from ..errors import ReconcileError, outcome_for
 from .client import NotFound, PrefectAPI, PrefectError
 from .rejections import as_spec_error, rejected
 
-UNSET: Any = object()  # "not read yet": distinct from None ("Prefect has none")
+# UNSET, "not read yet" (distinct from None, "Prefect has none"), shared with the trigger sync.
+from .triggers import UNSET as UNSET
+from .triggers import delete_owned_automations, sync_triggers, trigger_status
+
 SCHEDULE = "deployments/{id}/schedule"
 
 
@@ -31,6 +34,7 @@ class Applied:
     deployment_id: str
     flow_id: str | None
     changes: list[str] = field(default_factory=list)
+    triggers: list[dict[str, str]] | None = None  # status.triggers; None: not looked at
 
 
 def by_name_path(flow: str, name: str) -> str:
@@ -63,9 +67,7 @@ async def observe(
         pool = await read_pool(api, pool_name)
     if actual is UNSET and pool is not None:
         actual = await read_deployment(api, flow, name)
-    return Observed(
-        pool=pool, actual=None if actual is UNSET else actual, access_problem=access, shared_limit_id=shared_limit_id
-    )
+    return Observed(pool=pool, actual=None if actual is UNSET else actual, access_problem=access, shared_limit_id=shared_limit_id)
 
 
 def url_for(ui_url: str | None, deployment_id: str | None) -> str | None:
@@ -196,7 +198,7 @@ async def _apply_schedule_plan(api: PrefectAPI, dep_id: str, plan: SchedulePlan)
             await api.request("DELETE", f"deployments/{dep_id}/schedules/{sched_id}", template="deployments/{id}/schedules/{sid}")
 
 
-async def release_deployment(api: PrefectAPI, *, flow: str, dep: str, policy: str, owner: Owner) -> str:
+async def release_deployment(api: PrefectAPI, *, flow: str, dep: str, policy: str, owner: Owner, triggers: bool = False) -> str:
     """Carry out the deletion policy. Returns what happened; raises while Prefect cannot confirm.
 
     Takes the raw names, not a parsed spec: a resource whose spec no longer parses (after
@@ -207,7 +209,11 @@ async def release_deployment(api: PrefectAPI, *, flow: str, dep: str, policy: st
     if not owns(owner, actual, adopt=False):
         return f"Prefect deployment {flow}/{dep} belongs to someone else; left alone"
     if policy == DeletionPolicy.ORPHAN:
+        # Its automations stay too: an orphaned deployment keeps working as it did.
         return f"Prefect deployment {flow}/{dep} orphaned (deletionPolicy: Orphan)"
+    if triggers:
+        # Prefect keeps a deleted deployment's automations (they would fail on every event).
+        await delete_owned_automations(api, str(actual["id"]))
     with contextlib.suppress(NotFound):
         if attached_limit(actual)[0] == "shared":
             # Prefect deletes the limit a deleted deployment points at, even a shared one.
@@ -224,6 +230,7 @@ class DeploymentSync:
     deployment_id: str | None = None
     flow_id: str | None = None
     changes: list[str] = field(default_factory=list)
+    triggers: list[dict[str, str]] = field(default_factory=list)  # status.triggers
 
 
 async def sync_deployment(
@@ -236,25 +243,29 @@ async def sync_deployment(
     actual: Any = UNSET,
     access: str | None = None,
     shared_limit_id: str | None = None,
+    automations: Any = UNSET,
+    known_triggers: bool = False,
 ) -> DeploymentSync:
     """One observe → plan → apply without the cluster around it (the CLI, the tests).
     The operator's reconciler runs the same three steps and adds status and events."""
     try:
+        flow, dep = spec.flow_name, spec.prefect_deployment_name(name)
         observed = await observe(
-            api,
-            spec.flow_name,
-            spec.prefect_deployment_name(name),
-            spec.pool.name,
-            pool=pool,
-            actual=actual,
-            access=access,
-            shared_limit_id=shared_limit_id,
+            api, flow, dep, spec.pool.name, pool=pool, actual=actual, access=access, shared_limit_id=shared_limit_id
         )
         plan = plan_deployment(spec, name=name, owner=owner, observed=observed)
         if plan.empty:
             current = observed.actual or {}
-            return DeploymentSync(Outcome.synced("in sync"), current.get("id"), current.get("flow_id"))
-        applied = await apply(api, plan, observed.actual)
+            applied = Applied(str(current.get("id")), current.get("flow_id"), [])
+        else:
+            applied = await apply(api, plan, observed.actual)
+        synced = await sync_triggers(api, spec.triggers, applied.deployment_id, owner, actual=automations, known=known_triggers)
     except ReconcileError as exc:  # Prefect unreachable or erring: raised, for the caller to retry
         return DeploymentSync(outcome_for(exc, 0))
-    return DeploymentSync(Outcome.synced("in sync"), applied.deployment_id, applied.flow_id, applied.changes)
+    return DeploymentSync(
+        Outcome.synced("in sync"),
+        applied.deployment_id,
+        applied.flow_id,
+        applied.changes + synced.changes,
+        trigger_status(spec.triggers, synced),
+    )

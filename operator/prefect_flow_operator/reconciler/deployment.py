@@ -20,6 +20,7 @@ from ..desired.run_health import last_run_update, newly_failed
 from ..errors import ReconcileError, outcome_for
 from ..prefect import deployments as prefect
 from ..prefect.deployments import UNSET, Applied
+from ..prefect.triggers import sync_triggers, trigger_status
 from .entries import DeploymentEntry
 from .events import info, object_ref, warn
 from .sinks import StatusSink
@@ -40,6 +41,7 @@ class Bulk:
     taken_at: float = float("inf")  # time.monotonic() when the sweep began reading
     run: Any = None  # the deployment's latest flow run that changed since the last pass
     next_run: Any = UNSET  # its next scheduled run's start time; CLEAR: it has none
+    automations: Any = UNSET  # the automations tagged with its uid (a list) when the sweep read them
 
 
 @dataclass
@@ -76,7 +78,7 @@ class DeploymentReconciler:
             if self.rt.locks.released(e.uid) or ((bulk or not stale_ok) and not self.rt.is_current(e)):
                 return None  # deleted or changed since `e` was taken: its handler owns it now
             if bulk and self.rt.locks.written_since(e.uid, bulk.taken_at):
-                bulk = replace(bulk, actual=UNSET)  # written since the pages were read: read it afresh
+                bulk = replace(bulk, actual=UNSET, automations=UNSET)  # written since the pages were read: read afresh
             result = await self._sync(e, retry, bulk or Bulk())
             if bulk:
                 result.fields |= _run_health(e, bulk)
@@ -102,6 +104,8 @@ class DeploymentReconciler:
             "flowId": applied.flow_id,
             "url": prefect.url_for(self.rt.config.prefect_ui_url, applied.deployment_id),
         }
+        if applied.triggers is not None:
+            fields["triggers"] = applied.triggers
         name = f"{spec.flow_name}/{spec.prefect_deployment_name(e.name)}"
         return Result(Outcome.synced(f"Prefect deployment {name} is in sync"), fields, applied.changes)
 
@@ -124,8 +128,18 @@ class DeploymentReconciler:
             await prefect.apply(api, plan, observed.actual)
         if plan.empty:
             actual = observed.actual or {}
-            return Applied(str(actual.get("id")), actual.get("flow_id"), [])
-        return await prefect.apply(api, plan, observed.actual)
+            applied = Applied(str(actual.get("id")), actual.get("flow_id"), [])
+        else:
+            applied = await prefect.apply(api, plan, observed.actual)
+        # After the deployment: an automation names the deployment's id (its action, its owner).
+        known = bool(e.status.get("triggers"))
+        synced = await sync_triggers(
+            api, spec.triggers, applied.deployment_id, self.owner(e), actual=bulk.automations, known=known
+        )
+        applied.changes += synced.changes
+        if synced.read and (synced.ids or known):
+            applied.triggers = trigger_status(spec.triggers, synced)
+        return applied
 
     async def _with_tags(self, e: DeploymentEntry, outcome: Outcome, retry: int, *, sweep: bool) -> Outcome:
         """Only a synced resource that declares (or declared) tag limits can change them."""
@@ -237,6 +251,7 @@ async def _release_in_prefect(rt: Runtime, e: DeploymentEntry, owner: Owner) -> 
             dep=str(e.raw.get("deploymentName") or e.name),
             policy=str(e.raw.get("deletionPolicy", "Delete")),
             owner=owner,
+            triggers=bool((e.spec and e.spec.triggers) or e.status.get("triggers")),
         )
     declares = bool(e.spec and e.spec.concurrency and e.spec.concurrency.tag_limits)
     if declares or e.status.get("tagLimits"):
