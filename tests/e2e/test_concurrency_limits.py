@@ -19,10 +19,8 @@ from tests.e2e.test_operator import (
     crds,
     flow_deployment,
     get,
-    kubectl,
     operator,
     pool,
-    prefect,
     prefect_deployment,
     ready,
     sweeps_done,
@@ -30,7 +28,7 @@ from tests.e2e.test_operator import (
 )
 from tests.support.operator_process import OperatorProcess
 
-__all__ = ["crds", "kubectl", "operator", "prefect"]
+__all__ = ["crds", "operator"]
 
 
 def limit(name: str, **spec: Any) -> dict[str, Any]:
@@ -118,11 +116,14 @@ def test_shared_limit_waits_for_its_limit_then_holds_the_deletion(
     assert dep is not None
     papi.patch(f"deployments/{dep['id']}", json={"global_concurrency_limit_id": None}).raise_for_status()
     wait_for(
-        lambda: prefect_deployment(papi, "etl", "shares-a")["global_concurrency_limit"]["id"]  # type: ignore[index]
-        == gcl["status"]["limitId"],
+        lambda: (
+            prefect_deployment(papi, "etl", "shares-a")["global_concurrency_limit"]["id"]  # type: ignore[index]
+            == gcl["status"]["limitId"]
+        ),
         30,
         "shared limit set again",
     )
+
     def reverted() -> list[dict[str, Any]]:
         return [e for e in events(kubectl, "shares-a", "DriftReverted") if "global_concurrency_limit_id" in e["message"]]
 
@@ -174,9 +175,10 @@ def test_conflict_adopt_and_orphan(operator: OperatorProcess, kubectl: Callable[
     # A second resource naming the same Prefect limit is refused, even with adopt.
     apply(kubectl, limit("e2e-legacy-copy", limitName="e2e-legacy", limit=9, adopt=True))
     wait_for(lambda: reason(kubectl, "pcl", "e2e-legacy-copy") == "Conflict", 30, "second Conflict")
-    assert "managed by PrefectConcurrencyLimit e2e-legacy" in condition(get(kubectl, "pcl", "e2e-legacy-copy", None), "Ready")[
-        "message"
-    ]
+    assert (
+        "managed by PrefectConcurrencyLimit e2e-legacy"
+        in condition(get(kubectl, "pcl", "e2e-legacy-copy", None), "Ready")["message"]
+    )
     assert prefect_limit(papi, "e2e-legacy")["limit"] == 4  # type: ignore[index]
     # Deleting the refused one deletes nothing: it never owned the limit.
     kubectl("delete", "pcl", "e2e-legacy-copy", "--timeout=60s")
@@ -227,3 +229,22 @@ def test_sweep_of_a_shared_limit_in_sync_writes_nothing(
     # The one limit costs one point read a pass (a pass may be under way at either end).
     assert 2 <= delta[("GET", "v2/concurrency_limits/{id_or_name}")] <= 3, delta
     assert ("POST", "v2/concurrency_limits/filter") not in delta
+
+
+def test_ownership_survives_a_restart(operator: OperatorProcess, kubectl: Callable[..., Any], papi: httpx.Client) -> None:
+    """The ownership record is the resource's status: a restarted operator still knows its
+    limit (no Conflict), and a drift made while it was down costs exactly the one revert."""
+    apply(kubectl, limit("restart-limit", limit=2))
+    obj = wait_for(lambda: ready(kubectl, "pcl", "restart-limit", None), what="limit Ready")
+    limit_id = obj["status"]["limitId"]
+    operator.kill()
+    papi.patch(f"v2/concurrency_limits/{limit_id}", json={"limit": 11}).raise_for_status()
+    operator.start()
+    wait_for(lambda: sweeps_done(operator) >= 1, 30, "the first sweep pass")
+    wait_for(lambda: prefect_limit(papi, "restart-limit")["limit"] == 2, 20, "drift reverted after the restart")  # type: ignore[index]
+    obj = ready(kubectl, "pcl", "restart-limit", None)
+    assert obj["status"]["limitId"] == limit_id
+    writes = {k: n for k, n in prefect_requests(operator).items() if k[0] != "GET" and not k[1].endswith("/filter")}
+    assert writes == {("PATCH", "v2/concurrency_limits/{id_or_name}"): 1}, writes
+    kubectl("delete", "pcl", "restart-limit", "--timeout=60s")
+    assert prefect_limit(papi, "restart-limit") is None
