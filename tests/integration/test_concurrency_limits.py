@@ -18,6 +18,7 @@ import pytest
 from prefect_flow_operator import conditions as c
 from prefect_flow_operator.api.concurrency_limit import PrefectConcurrencyLimitSpec
 from prefect_flow_operator.api.flow_deployment import PrefectFlowDeploymentSpec
+from prefect_flow_operator.cli.diff_deployments import Target, diff_deployment
 from prefect_flow_operator.desired.deployment import Owner
 from prefect_flow_operator.prefect import deployments
 from prefect_flow_operator.prefect.client import PrefectAPI
@@ -28,7 +29,7 @@ from prefect_flow_operator.prefect.concurrency_limits import (
     read_limits,
     sync_concurrency_limit,
 )
-from prefect_flow_operator.prefect.deployments import DeploymentSync, sync_deployment
+from prefect_flow_operator.prefect.deployments import UNSET, DeploymentSync, sync_deployment
 from tests.integration.test_deployments import FULL_POOL, Delta, pools, raw, raw_ok
 
 __all__ = ["pools", "raw"]
@@ -452,3 +453,42 @@ async def test_two_deployments_share_one_slot(
         # The waiting run gets the freed slot.
         assert (await propose(raw, run_b, "PENDING"))["status"] == "ACCEPT"
         assert (await read_limit(raw, limit_id))["active_slots"] == 1  # type: ignore[index]
+
+
+# -- pfo diff with a sharedLimit ---------------------------------------------------------------
+
+
+async def test_pfo_diff_plans_a_shared_limit_as_the_operator_writes_it(
+    api: PrefectAPI, raw: httpx.AsyncClient, pools: dict[str, str]
+) -> None:
+    async def allowed(pool: str, namespace: str) -> str | None:
+        return None
+
+    flow, who = unique("flow"), owner("etl")
+    name = unique("shared")
+
+    def target(concurrency: dict[str, Any]) -> Target:
+        return Target(NAMESPACE, who.name, dep_spec(flow, concurrency), who, spec_changed=True)
+
+    delta = Delta(api)
+    missing = await diff_deployment(api, target({"sharedLimit": name}), UNSET, allowed, {})
+    assert delta.writes == 0
+    assert (missing.action, missing.reason) == ("refused", c.CONCURRENCY_LIMIT_NOT_FOUND), missing
+    assert name in (missing.message or "")
+
+    limit_id = (await synced_limit(api, limit_spec(limit=2), name)).limit_id
+    await dep_synced(api, dep_spec(flow, {"limit": 3}), who)
+    delta = Delta(api)
+    planned = await diff_deployment(api, target({"sharedLimit": name}), UNSET, allowed, {})
+    assert delta.writes == 0, delta.requests  # the diff only reads
+    assert planned.action == "update"
+    assert planned.writes == [("PATCH", "deployments/{id}"), ("PATCH", "deployments/{id}")]
+    changed = {f.field: (f.old, f.new) for f in planned.fields}
+    own = (await read_dep(raw, flow))["global_concurrency_limit"]
+    assert changed["concurrency_limit"] == (3, None)  # the own limit goes first
+    assert changed["global_concurrency_limit_id"] == (own["id"], limit_id)
+
+    # What the operator then writes is what the diff said.
+    writes = Delta(api)
+    await dep_synced(api, dep_spec(flow, {"sharedLimit": name}), who, limit_id)
+    assert writes.writes == len(planned.writes)

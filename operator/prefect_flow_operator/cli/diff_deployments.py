@@ -147,7 +147,7 @@ async def _described(api: PrefectAPI, t: Target, plan: DeploymentPlan, actual: d
         t,
         action,
         message=note,
-        fields=field_changes(plan.patch, actual),
+        fields=field_changes({**plan.pre_patch, **plan.patch}, actual),
         schedules=schedule_changes(plan.schedules, actual.get("schedules") or []),
         writes=plan_writes(plan, True),
     )
