@@ -13,6 +13,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -119,7 +120,24 @@ def test_out_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
 
 def test_unknown_keys_are_reported_never_dropped(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     _, _, err = run(CORPUS / "08-job-variables.yaml", capsys, monkeypatch)
-    assert "triggers not mapped" in err and "'owner' not mapped" in err and "namespace 'data-prod' dropped" in err
+    assert "'owner' not mapped" in err and "namespace 'data-prod' dropped" in err
+    assert "triggers" not in err  # mapped now (spec.triggers)
+
+
+def test_triggers() -> None:
+    def spec_of(*triggers: object) -> dict[str, Any]:
+        doc = {"deployments": [{"name": "d", "entrypoint": "f.py:f", "pull": [], "triggers": list(triggers),
+                                "work_pool": {"name": "p", "job_variables": {"image": "ghcr.io/acme/etl:9"}}}]}
+        return dict(import_prefect_yaml(doc, Options()).manifests[0]["spec"])
+
+    (t,) = spec_of({"expect": "a.b", "match_related": {"r": "x"}, "within": "PT1M"})["triggers"]
+    assert t == {"name": "d__automation_1", "expect": ["a.b"], "matchRelated": [{"r": "x"}], "within": 60}
+    (c,) = spec_of({"require": 1, "triggers": [{"expect": ["a"]}]})["triggers"]
+    assert c["type"] == "compound" and c["require"] == 1 and c["triggers"] == [{"expect": ["a"]}]
+    with pytest.raises(ImporterError, match=r"triggers\[0\]: metric triggers are not supported"):
+        spec_of({"posture": "Metric", "metric": {"name": "lateness", "threshold": 1, "operator": ">"}})
+    with pytest.raises(ImporterError, match=r"triggers\[0\].triggers\[0\]: only event triggers"):
+        spec_of({"type": "sequence", "triggers": [{"type": "compound", "require": "any", "triggers": []}]})
 
 
 def test_version_type() -> None:

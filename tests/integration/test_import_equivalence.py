@@ -17,6 +17,11 @@ Normalised, each for a reason listed in docs/importer.md ("Differences"):
    flow's docstring gives one (Prefect 3.9); the operator leaves it empty.
 9. concurrency_options: for `concurrency_limit: N` the operator writes Prefect's default
    `{collision_strategy: ENQUEUE}` where prefect deploy writes none.
+10. automation tags: the operator tags its automations with the cluster and the resource's
+    uid (how it tells them from hand-made ones); prefect deploy writes none.
+
+Each deployment's automations (its `triggers:`) are compared field by field as well, by
+name, ids, timestamps and the deployment id of the run-deployment action aside.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ CASES = [
     ("06-concurrency.yaml", None, {}),
     ("07-pull-steps.yaml", "ghcr.io/acme/base:3.11", {"HOME": "/home/flows"}),
     ("08-job-variables.yaml", None, {}),
+    ("10-triggers.yaml", None, {}),
 ]
 
 
@@ -114,6 +120,25 @@ def read_all(server: PrefectServer) -> dict[tuple[str, str], dict[str, Any]]:
         flows = {f["id"]: f["name"] for f in http.post("flows/filter", json={}).raise_for_status().json()}
         deps = http.post("deployments/filter", json={}).raise_for_status().json()
     return {(flows[d["flow_id"]], d["name"]): d for d in deps}
+
+
+def read_automations(server: PrefectServer, deployment_id: str) -> dict[str, dict[str, Any]]:
+    with httpx.Client(base_url=server.api_url + "/", timeout=30) as http:
+        found = http.get(f"automations/related-to/prefect.deployment.{deployment_id}").raise_for_status().json()
+    return {a["name"]: normalise_automation(a) for a in found}
+
+
+def normalise_automation(a: dict[str, Any]) -> dict[str, Any]:
+    def strip(v: Any, key: str = "") -> Any:
+        if isinstance(v, dict):
+            return {k: strip(x, k) for k, x in v.items() if k not in ("id", "deployment_id")}
+        if isinstance(v, list):
+            items = [strip(x) for x in v]
+            return sorted(items) if key in ("after", "expect", "for_each") else items
+        return v
+
+    kept = {k: v for k, v in a.items() if k not in ("id", "created", "updated", "tags")}  # difference 10
+    return dict(strip(kept))
 
 
 def _resources_form(jv: dict[str, Any]) -> dict[str, Any]:
@@ -211,3 +236,6 @@ def test_import_matches_prefect_deploy(
         got = normalise(dep_b, side="operator", yaml_dep=yaml_dep)
         diffs = {f: (want[f], got[f]) for f in want if want[f] != got[f]}
         assert not diffs, f"{key}: prefect deploy vs operator differ:\n" + yaml.safe_dump(diffs, sort_keys=False)
+        autos_a, autos_b = read_automations(a, dep_a["id"]), read_automations(b, dep_b["id"])
+        assert len(autos_a) == len(yaml_dep.get("triggers") or [])
+        assert autos_a == autos_b, f"{key}: automations differ:\n" + yaml.safe_dump([autos_a, autos_b], sort_keys=False)

@@ -34,10 +34,9 @@ TOP_LEVEL_KEYS = {"prefect-version", "name", "build", "push", "pull", "deploymen
 DEPLOYMENT_KEYS = {
     "name", "version", "tags", "description", "schedule", "schedules", "paused", "concurrency_limit",
     "flow_name", "entrypoint", "parameters", "enforce_parameter_schema", "build", "push", "pull", "work_pool",
-    "version_type",
+    "version_type", "triggers",
 }
 NOT_MAPPED = {
-    "triggers": "automations are not managed by the operator; keep creating them with Prefect",
     "sla": "SLAs are a Prefect Cloud feature (a Prefect server has no SLA API) and are not managed by the operator",
 }
 # `prefect._internal.versioning.VersionType` (3.9): what `prefect deploy` accepts.
@@ -50,6 +49,15 @@ SCHEDULE_KEYS = {
 RESOURCE_VARS = {"cpu_request": ("requests", "cpu"), "cpu_limit": ("limits", "cpu"),
                  "memory_request": ("requests", "memory"), "memory_limit": ("limits", "memory")}
 COLLISION = {"ENQUEUE": "Enqueue", "CANCEL_NEW": "CancelNew"}
+# prefect.yaml trigger key -> spec.triggers[] key (the nested event triggers take the event ones).
+EVENT_TRIGGER_KEYS = {
+    "match": "match", "match_related": "matchRelated", "after": "after", "expect": "expect",
+    "for_each": "forEach", "posture": "posture", "threshold": "threshold", "within": "within",
+}
+TRIGGER_KEYS = EVENT_TRIGGER_KEYS | {
+    "name": "name", "type": "type", "description": "description", "enabled": "enabled", "require": "require",
+    "parameters": "parameters", "job_variables": "jobVariables", "schedule_after": "scheduleAfter",
+}
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 BUILD_DOCKER_IMAGE = "prefect_docker.deployments.steps.build_docker_image"
 DEFAULT_IMAGE_WORKDIR = "/opt/prefect"  # prefect deploy's default for a custom image without pull steps
@@ -227,6 +235,7 @@ class _Deployment:
         self._concurrency(spec, raw)
         self._plain(spec, raw)
         self._version_type(raw)
+        self._triggers(spec, raw, str(name))
         self._pull(spec, raw)
         if self.opts.adopt:
             spec["adopt"] = True
@@ -524,6 +533,79 @@ class _Deployment:
             "(version_info) are read from the machine running the deploy, and a Prefect server discards "
             f"version_info (only Prefect Cloud keeps it); set version to the commit or image tag{version}"
         )
+
+    def _triggers(self, spec: dict[str, Any], raw: dict[str, Any], deployment: str) -> None:
+        """`prefect deploy`'s reading of `triggers:` (`_initialize_deployment_triggers`): the
+        default name by position, the type from the keys, parameters left untemplated (Jinja
+        for the event, filled when the trigger fires), every other field templated."""
+        items = raw.get("triggers")
+        if items is None:
+            return
+        if not isinstance(items, list):
+            self.problem("triggers must be a list")
+            return
+        out = []
+        for i, item in enumerate(items, start=1):
+            here = f"triggers[{i - 1}]"
+            if not isinstance(item, dict):
+                self.problem(f"{here} must be a mapping")
+                continue
+            params = item.get("parameters")
+            filled = self.fill(here, {k: v for k, v in item.items() if k != "parameters"}, runtime_ok=True)
+            if filled is None:
+                continue
+            if params is not None:
+                filled["parameters"] = params
+            filled.setdefault("name", f"{deployment}__automation_{i}")
+            if (trigger := self._trigger(here, filled)) is not None:
+                out.append(trigger)
+        if out:
+            spec["triggers"] = out
+
+    def _trigger(self, here: str, item: dict[str, Any]) -> dict[str, Any] | None:
+        kind = item.get("type") or ("metric" if item.get("posture") == "Metric" else None)
+        if kind is None and "triggers" in item:
+            kind = "compound" if "require" in item else "sequence"
+        kind = kind or "event"
+        if kind not in ("event", "compound", "sequence"):
+            self.problem(f"{here}: {kind} triggers are not supported (an open-source Prefect server does not evaluate them)")
+            return None
+        out: dict[str, Any] = {"name": str(item["name"])} | ({"type": kind} if kind != "event" else {})
+        for key, value in item.items():
+            if key == "triggers" and kind != "event":
+                nested = [self._event_fields(f"{here}.triggers[{j}]", t) for j, t in enumerate(value or [])]
+                out["triggers"] = [t for t in nested if t is not None]
+            elif key in TRIGGER_KEYS and key not in ("name", "type"):
+                out[TRIGGER_KEYS[key]] = self._trigger_value(here, key, value)
+            elif key not in ("name", "type"):
+                self.note(f"{here}: unknown key {key!r} not mapped (prefect deploy ignores it too)")
+        return out
+
+    def _event_fields(self, here: str, item: Any) -> dict[str, Any] | None:
+        if not isinstance(item, dict) or item.get("type", "event") != "event":
+            self.problem(f"{here}: only event triggers can be nested here")
+            return None
+        out = {}
+        for key, value in item.items():
+            if key in EVENT_TRIGGER_KEYS:
+                out[EVENT_TRIGGER_KEYS[key]] = self._trigger_value(here, key, value)
+            elif key != "type":
+                self.note(f"{here}: key {key!r} not mapped")
+        return out
+
+    def _trigger_value(self, here: str, key: str, value: Any) -> Any:
+        if key == "match_related" and isinstance(value, dict):
+            return [value] if value else []  # one object and a list of one mean the same to Prefect
+        if key in ("after", "expect", "for_each") and isinstance(value, str):
+            return [value]
+        if key in ("within", "schedule_after") and value is not None:
+            try:
+                seconds = _TIMEDELTA.validate_python(value).total_seconds()
+            except ValidationError:
+                self.problem(f"{here}.{key}: {value!r} is not a duration (seconds or ISO 8601)")
+                return 0
+            return int(seconds) if seconds == int(seconds) else seconds
+        return value
 
     def _pull(self, spec: dict[str, Any], raw: dict[str, Any]) -> None:
         steps = _as_steps(raw["pull"]) if "pull" in raw else _as_steps(self.top.get("pull"))
