@@ -17,10 +17,12 @@ import httpx
 import pytest
 
 from prefect_flow_operator.api.flow_deployment import PrefectFlowDeploymentSpec
+from prefect_flow_operator.cli.diff_deployments import Target, diff_deployment
 from prefect_flow_operator.desired.deployment import Owner
 from prefect_flow_operator.desired.work_pool import default_base_job_template
 from prefect_flow_operator.prefect import deployments
 from prefect_flow_operator.prefect.client import PrefectAPI
+from prefect_flow_operator.prefect.deployments import UNSET
 from prefect_flow_operator.prefect.triggers import read_cluster_automations
 from tests.integration.test_deployments import Delta, raw, raw_ok, read, synced
 from tests.support.prefect_server import PrefectServer
@@ -249,6 +251,40 @@ async def test_recreated_deployment_gets_its_automations_again(api: PrefectAPI, 
     assert new is not None
     autos = await automations_of(raw, new["id"])
     assert autos["in-order"]["actions"][0]["deployment_id"] == new["id"]
+
+
+async def test_pfo_diff_plans_the_trigger_writes_the_operator_sends(api: PrefectAPI, raw: httpx.AsyncClient, pool: str) -> None:
+    async def allowed(pool: str, namespace: str) -> str | None:
+        return None
+
+    flow, owner = flow_name(), owner_of()
+
+    def target(triggers: list[dict[str, Any]], known: bool = True) -> Target:
+        return Target("team-a", owner.name, spec_of(flow, triggers), owner, spec_changed=True, known_triggers=known)
+
+    delta = Delta(api)
+    new = await diff_deployment(api, target([EVENT_TRIGGER, SEQUENCE], known=False), UNSET, allowed, {})
+    assert delta.writes == 0 and new.action == "create"
+    assert new.writes[-2:] == [("POST", "automations/"), ("POST", "automations/")]
+    await synced(api, spec_of(flow, [EVENT_TRIGGER, SEQUENCE]), owner)
+
+    same = await diff_deployment(api, target([EVENT_TRIGGER, SEQUENCE]), UNSET, allowed, {})
+    assert same.action == "unchanged" and same.writes == [], same
+    delta = Delta(api)
+    planned = await diff_deployment(api, target([{**EVENT_TRIGGER, "threshold": 5}, COMPOUND]), UNSET, allowed, {})
+    assert delta.writes == 0, delta.requests  # the diff only reads
+    assert planned.action == "update"
+    assert sorted(planned.writes) == [("DELETE", "automations/{id}"), ("POST", "automations/"), ("PUT", "automations/{id}")]
+    changed = {f.field: (f.old, f.new) for f in planned.fields}
+    assert changed["triggers.on-file"] == ({"trigger": changed["triggers.on-file"][0]["trigger"]}, changed["triggers.on-file"][1])
+    assert changed["triggers.on-file"][1]["trigger"]["threshold"] == 5
+    assert changed["triggers.both"] == (None, "automation created")
+    assert changed["triggers.in-order"] == ("automation", None)
+
+    # What the operator then writes is what the diff said.
+    writes = Delta(api)
+    await converge(api, spec_of(flow, [{**EVENT_TRIGGER, "threshold": 5}, COMPOUND]), owner)
+    assert writes.writes == len(planned.writes), writes.requests
 
 
 @pytest.fixture(scope="module")

@@ -148,7 +148,8 @@ class Differ:
         old = w.cluster_pfds.get(e.key)
         old_spec = parse(PrefectFlowDeploymentSpec, (old or {}).get("spec") or {})[0] if old else None
         owner = Owner(self.config.cluster_name, str(e.namespace), e.name, e.uid)
-        t = Target(str(e.namespace), e.name, e.spec, owner, spec_changed=old_spec != e.spec)
+        known = bool(((old or {}).get("status") or {}).get("triggers"))
+        t = Target(str(e.namespace), e.name, e.spec, owner, spec_changed=old_spec != e.spec, known_triggers=known)
         return await diff_deployment(self.api, t, pool_docs.get(e.spec.pool.name, UNSET), access, claimed)
 
     async def _prune(self, w: World, live: list[DeploymentEntry]) -> None:

@@ -12,10 +12,12 @@ from urllib.parse import quote
 from ..api.flow_deployment import KIND, PrefectFlowDeploymentSpec
 from ..desired.deployment import Owner, SchedulePlan
 from ..desired.deployment_plan import DeploymentPlan, Observed, owns, plan_deployment, schedules_runs
+from ..desired.triggers import comparable, trigger_plan
 from ..errors import ReconcileError, SharedLimitMissing
 from ..prefect import deployments as prefect
 from ..prefect.client import PrefectAPI
 from ..prefect.concurrency_limits import read_limit
+from ..prefect.triggers import read_automations
 from .diff_report import FieldChange, ResourcePlan, ScheduleChange, Write
 
 # Why a namespace may not use a pool: (pool name, namespace) -> refusal or None.
@@ -31,6 +33,7 @@ class Target:
     spec: PrefectFlowDeploymentSpec
     owner: Owner
     spec_changed: bool  # the apply changes metadata.generation: the operator reconciles it
+    known_triggers: bool = False  # the live resource records automations (status.triggers)
 
 
 def plan_writes(plan: DeploymentPlan, flow_exists: bool) -> list[Write]:
@@ -113,7 +116,31 @@ async def diff_deployment(api: PrefectAPI, t: Target, pool: Any, access: Access,
     except ReconcileError as exc:
         return resource(t, "refused", reason=exc.reason, message=str(exc))
     claimed.setdefault(f"{flow}/{dep}", t.owner)
-    return await _described(api, t, plan, observed.actual)
+    described = await _described(api, t, plan, observed.actual)
+    return await _with_triggers(api, t, described, None if plan.create else plan.deployment_id)
+
+
+async def _with_triggers(api: PrefectAPI, t: Target, r: ResourcePlan, deployment_id: str | None) -> ResourcePlan:
+    """The automation writes the operator's trigger sync would send after the deployment's,
+    from the same `trigger_plan`; read only for a resource that declares or records triggers."""
+    if not (t.spec.triggers or t.known_triggers):
+        return r
+    actual = await read_automations(api, t.owner.uid) if deployment_id else []
+    plan = trigger_plan(t.spec.triggers, deployment_id or "", t.owner, actual)
+    if not plan:
+        return r
+    by_id = {str(a["id"]): a for a in actual}
+    for aid, body in plan.update:
+        old, new = comparable(by_id[aid]), comparable(body)
+        r.fields.append(FieldChange(f"triggers.{body['name']}", {k: old[k] for k in old if old[k] != new[k]},
+                                    {k: new[k] for k in new if old[k] != new[k]}))
+    r.fields += [FieldChange(f"triggers.{b['name']}", None, "automation created") for b in plan.create]
+    r.fields += [FieldChange(f"triggers.{name}", "automation", None) for _, name in plan.delete]
+    r.writes += [("DELETE", "automations/{id}")] * len(plan.delete) + [("PUT", "automations/{id}")] * len(plan.update)
+    r.writes += [("POST", "automations/")] * len(plan.create)
+    if r.action == "unchanged":
+        r.action = "update"
+    return r
 
 
 async def _shared_limit_id(api: PrefectAPI, limit: str | None) -> str | None:
