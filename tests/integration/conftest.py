@@ -1,6 +1,6 @@
 """Integration tests run against a real `prefect server start` that the suite starts.
 
-The tests of deployments, work pools, tag limits and concurrency limits run once per supported server
+The tests of deployments, work pools, tag limits, concurrency limits and triggers run once per supported server
 backend: Prefect 3.9.x on SQLite and on PostgreSQL, and the oldest supported line, 3.6.x,
 on SQLite (test ids `[sqlite-3.9]`, `[postgres-3.9]`, `[sqlite-3.6]`). The server fixture
 is session-scoped and parametrized, so pytest groups the tests by backend and starts each
@@ -19,7 +19,7 @@ from tests.support.postgres import PostgresCluster
 from tests.support.prefect_server import PrefectServer, prefect_venv
 
 BACKENDS = ("sqlite-3.9", "postgres-3.9", "sqlite-3.6")
-MATRIX_MODULES = {"test_deployments", "test_work_pools", "test_tag_limits", "test_concurrency_limits"}
+MATRIX_MODULES = {"test_deployments", "test_work_pools", "test_tag_limits", "test_concurrency_limits", "test_triggers"}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
