@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from prefect_flow_operator import conditions as c
 from prefect_flow_operator.api.flow_deployment import PrefectFlowDeploymentSpec
 from prefect_flow_operator.cli.diff_deployments import Target, diff_deployment
 from prefect_flow_operator.desired.deployment import Owner
@@ -251,6 +252,20 @@ async def test_recreated_deployment_gets_its_automations_again(api: PrefectAPI, 
     assert new is not None
     autos = await automations_of(raw, new["id"])
     assert autos["in-order"]["actions"][0]["deployment_id"] == new["id"]
+
+
+async def test_an_automation_prefect_refuses_is_invalid_spec(api: PrefectAPI, raw: httpx.AsyncClient, pool: str) -> None:
+    """Prefect checks a trigger's job variables against the pool's schema: refused, the
+    resource is InvalidSpec naming spec.triggers, and no automation is left behind."""
+    flow, owner = flow_name(), owner_of()
+    bad = {**EVENT_TRIGGER, "jobVariables": {"image": 5}}
+    result = await deployments.sync_deployment(api, spec_of(flow, [bad]), name=owner.name, owner=owner)
+    assert result.outcome.reason == c.INVALID_SPEC and result.outcome.stalled, result.outcome
+    assert result.outcome.message.startswith("spec.triggers: Prefect refused an automation"), result.outcome.message
+    dep = await read(raw, flow, "etl")
+    assert dep is not None and await automations_of(raw, dep["id"]) == {}
+    fixed = await synced(api, spec_of(flow, [EVENT_TRIGGER]), owner)
+    assert fixed.changes == ["trigger on-file created"]
 
 
 async def test_pfo_diff_plans_the_trigger_writes_the_operator_sends(api: PrefectAPI, raw: httpx.AsyncClient, pool: str) -> None:
