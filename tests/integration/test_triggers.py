@@ -18,7 +18,7 @@ import pytest
 
 from prefect_flow_operator import conditions as c
 from prefect_flow_operator.api.flow_deployment import PrefectFlowDeploymentSpec
-from prefect_flow_operator.cli.diff_deployments import Target, diff_deployment
+from prefect_flow_operator.cli.diff_deployments import Target, diff_deployment, diff_release
 from prefect_flow_operator.desired.deployment import Owner
 from prefect_flow_operator.desired.work_pool import default_base_job_template
 from prefect_flow_operator.prefect import deployments
@@ -300,6 +300,14 @@ async def test_pfo_diff_plans_the_trigger_writes_the_operator_sends(api: Prefect
     writes = Delta(api)
     await converge(api, spec_of(flow, [{**EVENT_TRIGGER, "threshold": 5}, COMPOUND]), owner)
     assert writes.writes == len(planned.writes), writes.requests
+
+    # Pruned: the owned automations' delete, then the deployment's, as the release sends them.
+    pruned = await diff_release(api, "team-a", owner.name, {"flowName": flow}, owner, triggers=True)
+    assert pruned.writes == [("DELETE", "automations/owned-by/{resource}"), ("DELETE", "deployments/{id}")]
+    writes = Delta(api)
+    await deployments.release_deployment(api, flow=flow, dep="etl", policy="Delete", owner=owner, triggers=True)
+    sent = sorted(k for k in writes.requests if k[0] != "GET")
+    assert sent == sorted(pruned.writes) and writes.writes == 2, writes.requests
 
 
 @pytest.fixture(scope="module")

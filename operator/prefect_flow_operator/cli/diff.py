@@ -158,7 +158,9 @@ class Differ:
             if e.deleting:
                 continue
             owner = Owner(self.config.cluster_name, str(e.namespace), e.name, e.uid)
-            self.report.resources.append(await diff_release(self.api, str(e.namespace), e.name, e.raw, owner))
+            triggers = bool((e.spec and e.spec.triggers) or e.status.get("triggers"))
+            released = await diff_release(self.api, str(e.namespace), e.name, e.raw, owner, triggers=triggers)
+            self.report.resources.append(released)
         for key in w.pruned_pwps:
             p = pool_entry(w.cluster_pwps[key])
             users = sorted(e.key for e in live if e.spec and e.spec.pool.name == pool_name(p))

@@ -180,7 +180,9 @@ async def _described(api: PrefectAPI, t: Target, plan: DeploymentPlan, actual: d
     )
 
 
-async def diff_release(api: PrefectAPI, namespace: str, name: str, raw: Mapping[str, Any], owner: Owner) -> ResourcePlan:
+async def diff_release(
+    api: PrefectAPI, namespace: str, name: str, raw: Mapping[str, Any], owner: Owner, *, triggers: bool = False
+) -> ResourcePlan:
     """A pruned resource: what `release_deployment` would do (its reads, not its delete)."""
     flow, dep = str(raw.get("flowName", "")), str(raw.get("deploymentName") or name)
     plan = ResourcePlan(KIND, namespace, name, f"{flow}/{dep}", "delete")
@@ -192,5 +194,7 @@ async def diff_release(api: PrefectAPI, namespace: str, name: str, raw: Mapping[
     elif raw.get("deletionPolicy") == "Orphan":
         plan.action, plan.message = "orphan", "deletionPolicy: Orphan: the Prefect deployment stays"
     else:
-        plan.writes = [("DELETE", "deployments/{id}")]
+        # Its automations go first, as release_deployment deletes them (Prefect would keep them).
+        owned: list[Write] = [("DELETE", "automations/owned-by/{resource}")] if triggers else []
+        plan.writes = [*owned, ("DELETE", "deployments/{id}")]
     return plan
