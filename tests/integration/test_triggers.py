@@ -254,6 +254,36 @@ async def test_recreated_deployment_gets_its_automations_again(api: PrefectAPI, 
     assert autos["in-order"]["actions"][0]["deployment_id"] == new["id"]
 
 
+async def test_adopting_a_prefect_deploy_deployment_replaces_its_automations(
+    api: PrefectAPI, raw: httpx.AsyncClient, pool: str
+) -> None:
+    """What `prefect deploy` left (a deployment and automations it owns, untagged) taken over
+    with adopt: its automations are replaced by the declared ones, or every event would run
+    the deployment twice; an automation made by hand (not owned) stays."""
+    flow, owner = flow_name(), owner_of()
+    flow_obj = await raw_ok(raw.post("flows/", json={"name": flow}))
+    body = {"name": "etl", "flow_id": flow_obj["id"], "work_pool_name": POOL, "entrypoint": "flows/etl.py:main"}
+    made = await raw_ok(raw.post("deployments/", json=body))
+    trigger = {"type": "event", "expect": ["acme.file.landed"], "posture": "Reactive", "threshold": 1, "within": 0}
+    action = [{"type": "run-deployment", "source": "selected", "deployment_id": made["id"]}]
+    owned = {"name": "etl__automation_1", "trigger": trigger, "actions": action}
+    by_deploy = await raw_ok(raw.post("automations/", json={**owned, "owner_resource": f"prefect.deployment.{made['id']}"}))
+    by_hand = await raw_ok(raw.post("automations/", json={**owned, "name": "by hand"}))
+
+    result = await synced(api, spec_of(flow, [EVENT_TRIGGER], adopt=True), owner)
+    assert result.changes[0] == "ownership labels set"
+    assert "automations owned by the adopted deployment replaced by spec.triggers" in result.changes
+    assert result.changes[-1] == "trigger on-file created"
+    assert (await raw.get(f"automations/{by_deploy['id']}")).status_code == 404
+    assert (await raw.get(f"automations/{by_hand['id']}")).status_code == 200
+    autos = await automations_of(raw, made["id"])
+    assert set(autos) == {"on-file", "by hand"}
+    # Adopted once: the next sync keeps what it made.
+    delta = Delta(api)
+    assert (await converge(api, spec_of(flow, [EVENT_TRIGGER], adopt=True), owner)).changes == []
+    assert delta.writes == 0, delta.requests
+
+
 async def test_an_automation_prefect_refuses_is_invalid_spec(api: PrefectAPI, raw: httpx.AsyncClient, pool: str) -> None:
     """Prefect checks a trigger's job variables against the pool's schema: refused, the
     resource is InvalidSpec naming spec.triggers, and no automation is left behind."""

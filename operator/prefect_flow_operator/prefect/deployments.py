@@ -35,6 +35,7 @@ class Applied:
     flow_id: str | None
     changes: list[str] = field(default_factory=list)
     triggers: list[dict[str, str]] | None = None  # status.triggers; None: not looked at
+    relabeled: bool = False  # ownership labels set: an unowned deployment was adopted
 
 
 def by_name_path(flow: str, name: str) -> str:
@@ -91,7 +92,8 @@ async def apply(api: PrefectAPI, plan: DeploymentPlan, actual: dict[str, Any] | 
             follow = plan_update(plan.desired, actual)
             follow.reschedule = plan.reschedule
             await _update(api, follow)
-            return Applied(plan.deployment_id or actual["id"], plan.flow_id, plan.changes(None) + follow.changes(actual))
+            changes = plan.changes(None) + follow.changes(actual)
+            return Applied(plan.deployment_id or actual["id"], plan.flow_id, changes, relabeled=True)
         await _update(api, plan)
         return Applied(plan.deployment_id or "", plan.flow_id, plan.changes(actual))
     except PrefectError as exc:
@@ -259,13 +261,9 @@ async def sync_deployment(
             applied = Applied(str(current.get("id")), current.get("flow_id"), [])
         else:
             applied = await apply(api, plan, observed.actual)
-        synced = await sync_triggers(api, spec.triggers, applied.deployment_id, owner, actual=automations, known=known_triggers)
+        dep_id, adopted = applied.deployment_id, applied.relabeled
+        synced = await sync_triggers(api, spec.triggers, dep_id, owner, actual=automations, known=known_triggers, adopted=adopted)
     except ReconcileError as exc:  # Prefect unreachable or erring: raised, for the caller to retry
         return DeploymentSync(outcome_for(exc, 0))
-    return DeploymentSync(
-        Outcome.synced("in sync"),
-        applied.deployment_id,
-        applied.flow_id,
-        applied.changes + synced.changes,
-        trigger_status(spec.triggers, synced),
-    )
+    changes, triggers = applied.changes + synced.changes, trigger_status(spec.triggers, synced)
+    return DeploymentSync(Outcome.synced("in sync"), applied.deployment_id, applied.flow_id, changes, triggers)

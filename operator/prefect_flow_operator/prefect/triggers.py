@@ -81,6 +81,7 @@ async def sync_triggers(
     *,
     actual: Any = UNSET,
     known: bool = False,
+    adopted: bool = False,
 ) -> TriggersSynced:
     """Make the resource's automations match `triggers`; `actual` from the sweep's bulk read.
 
@@ -88,18 +89,24 @@ async def sync_triggers(
     (`known`): a deployment without triggers costs no request for them."""
     if actual is UNSET and not (triggers or known):
         return TriggersSynced()
+    replaced: list[str] = []
+    if adopted and triggers:
+        # Taken over from `prefect deploy`: its automations (owned by the deployment, without
+        # the operator's tags) would fire next to the declared ones, every event twice.
+        await delete_owned_automations(api, deployment_id)
+        actual, replaced = UNSET, ["automations owned by the adopted deployment replaced by spec.triggers"]
     if actual is UNSET:
         actual = await read_automations(api, owner.uid)
     plan = trigger_plan(triggers, deployment_id, owner, actual)
     if not plan:
-        return TriggersSynced(plan.kept, [], True)
+        return TriggersSynced(plan.kept, replaced, True)
     try:
         ids = await apply_trigger_plan(api, plan)
     except PrefectError as exc:
         if rejected(exc):
             raise SpecError("triggers", f"Prefect refused an automation: {exc}") from None
         raise
-    return TriggersSynced(ids, plan.describe(), True)
+    return TriggersSynced(ids, replaced + plan.describe(), True)
 
 
 def trigger_status(triggers: list[Trigger], synced: TriggersSynced) -> list[dict[str, str]]:

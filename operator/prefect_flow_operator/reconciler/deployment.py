@@ -134,7 +134,13 @@ class DeploymentReconciler:
         # After the deployment: an automation names the deployment's id (its action, its owner).
         known = bool(e.status.get("triggers"))
         synced = await sync_triggers(
-            api, spec.triggers, applied.deployment_id, self.owner(e), actual=bulk.automations, known=known
+            api,
+            spec.triggers,
+            applied.deployment_id,
+            self.owner(e),
+            actual=bulk.automations,
+            known=known,
+            adopted=applied.relabeled,
         )
         applied.changes += synced.changes
         if synced.read and (synced.ids or known):
