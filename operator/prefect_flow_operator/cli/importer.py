@@ -652,7 +652,10 @@ SPEC_ORDER = [
 
 
 def _ordered(spec: dict[str, Any]) -> dict[str, Any]:
-    return {k: spec[k] for k in SPEC_ORDER if k in spec} | {k: v for k, v in spec.items() if k not in SPEC_ORDER}
+    out = {k: spec[k] for k in SPEC_ORDER if k in spec} | {k: v for k, v in spec.items() if k not in SPEC_ORDER}
+    if "triggers" in out:  # a trigger reads best by its name and type first
+        out["triggers"] = [{k: t[k] for k in ("name", "type") if k in t} | t for t in out["triggers"]]
+    return out
 
 
 def _validation_problems(where: str, exc: ValidationError) -> list[str]:
