@@ -226,8 +226,9 @@ def test_sweep_of_a_shared_limit_in_sync_writes_nothing(
     assert after == before, "a sweep pass rewrote a resource that was in sync"
     writes = {k: n for k, n in delta.items() if k[0] != "GET" and not k[1].endswith("/filter")}
     assert writes == {}, writes
-    # The one limit costs one point read a pass (a pass may be under way at either end).
-    assert 2 <= delta[("GET", "v2/concurrency_limits/{id_or_name}")] <= 3, delta
+    # The one limit costs one point read a pass: two passes, plus the ones under way at either
+    # end of the window (the metrics are read between passes only approximately).
+    assert 2 <= delta[("GET", "v2/concurrency_limits/{id_or_name}")] <= 4, delta
     assert ("POST", "v2/concurrency_limits/filter") not in delta
 
 

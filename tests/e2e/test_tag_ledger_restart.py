@@ -125,7 +125,10 @@ def test_500_tags_released_and_restored_by_a_restarted_operator(
         papi.post("concurrency_limits/", json={"tag": tag, "concurrency_limit": value}).raise_for_status()
     kubectl("create", "namespace", NS, check=False)
     apply(kubectl, pool(POOL), *(manifest(r) for r in range(RESOURCES)))
-    op = OperatorProcess(kubeconfig=str(control_plane.kubeconfig), prefect_api_url=prefect.api_url, PFO_CLUSTER_NAME=CLUSTER)
+    # Its own namespace only: resources other modules left in the shared cluster declare tags too.
+    op = OperatorProcess(
+        kubeconfig=str(control_plane.kubeconfig), prefect_api_url=prefect.api_url, PFO_CLUSTER_NAME=CLUSTER, PFO_NAMESPACES=NS
+    )
     started = time.monotonic()
     try:
         op.start()
