@@ -51,10 +51,7 @@ async def startup(
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
     settings.persistence.diffbase_storage = GenerationDiffBase(field="status.kopf.diffBase")
     settings.persistence.finalizer = FINALIZER
-    # kopf's own Events ("Handler succeeded", "Resuming is processed") are one API write
-    # each per resource: 2 per create, 2 per resource on every restart (20,000 at 10,000).
-    # Failures still post; the reconcilers post their own Events for what users act on.
-    settings.posting.level = logging.WARNING
+    settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
     settings.execution.max_workers = 4
