@@ -19,7 +19,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.support.operator_process import OperatorProcess  # noqa: E402
 from tests.support.postgres import PostgresCluster  # noqa: E402
-from tests.support.prefect_server import PrefectServer, prefect_venv  # noqa: E402
+from tests.support.prefect_server import PrefectServer, prefect_venv, wait_healthy  # noqa: E402
 
 GROUP, VERSION, PLURAL = "pfo.dev", "v1alpha1", "prefectflowdeployments"
 KIND = "PrefectFlowDeployment"
@@ -94,17 +94,7 @@ class Operator(OperatorProcess):
                 [str(exe), f"--liveness=http://127.0.0.1:{self.port}/healthz"],
                 env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"operator exited:\n{self.tail()}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"operator not live:\n{self.tail()}")
+        wait_healthy(self.proc, f"http://127.0.0.1:{self.port}/healthz", timeout, "operator", self.log)
 
     def rss_mb(self) -> dict[str, float]:
         assert self.proc is not None
@@ -163,9 +153,19 @@ def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
     }
 
 
+def writes_of(d: dict[str, Any]) -> dict[str, int]:
+    """A delta's writes, by request."""
+    return {k: v for k, v in d["by_request"].items() if is_write(*k.split(" ")[:2])}
+
+
 def per_resource(d: dict[str, Any], n: int) -> dict[str, float]:
-    """A delta's requests per resource, by request (writes only: what a create costs)."""
-    return {k: round(v / n, 3) for k, v in d["by_request"].items() if is_write(*k.split(" ")[:2])}
+    """A delta's writes per resource, by request (what a create costs)."""
+    return {k: round(v / n, 3) for k, v in writes_of(d).items()}
+
+
+def kb_per_resource(rss: dict[str, float], idle: dict[str, float], n: int) -> float:
+    """RSS above the idle process, per resource (VmRSS, in KB)."""
+    return round((rss["VmRSS"] - idle["VmRSS"]) * 1024 / n, 1)
 
 
 def sweep_count(m: dict[str, float]) -> float:

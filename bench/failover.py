@@ -20,7 +20,20 @@ from typing import Any
 
 import httpx
 
-from bench.common import FLOW, GROUP, PLURAL, VERSION, Operator, delta, dep_name, log, prefect_count, swept_all, wait_until
+from bench.common import (
+    FLOW,
+    GROUP,
+    PLURAL,
+    VERSION,
+    Operator,
+    delta,
+    dep_name,
+    log,
+    prefect_count,
+    swept_all,
+    wait_until,
+    writes_of,
+)
 
 LEASE = "bench-operator"
 
@@ -36,10 +49,6 @@ def lease_holder(core: Any, ns: str) -> str | None:
             return None
         raise
     return lease.spec.holder_identity
-
-
-def writes_only(d: dict[str, Any]) -> dict[str, int]:
-    return {k: v for k, v in d["by_request"].items() if not k.startswith("GET ") and "/filter" not in k and "/count" not in k}
 
 
 def start_pair(make_operator: Callable[..., Operator], core: Any, lease_ns: str, n: int) -> list[Operator]:
@@ -89,7 +98,7 @@ def failover(make_operator: Callable[..., Operator], old: Operator, cp: Any, kap
             "standby_no_prefect_before_leading": standby_quiet,
             "leader_before_kill": leader,
             "new_leader": new_leader,
-            "new_leader_writes": writes_only(new_leader),
+            "new_leader_writes": writes_of(new_leader),
             "prefect_deployments": prefect_count(papi),
             "holder": lease_holder(core, lease_ns),
         }

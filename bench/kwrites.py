@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from bench.common import GROUP, PLURAL, VERSION, api_list, log
+from bench.common import GROUP, PLURAL, VERSION, api_list, list_crs, log
 
 PARTS = ("finalizers", "annotations", "labels", "spec", "status.kopf", "status")
 
@@ -68,7 +68,7 @@ class CrWatch:
 
     @classmethod
     def from_now(cls, kapi: Any, ns: str) -> CrWatch:
-        return cls(kapi, ns, api_list(kapi.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL))
+        return cls(kapi, ns, list_crs(kapi, ns))
 
     def _run(self) -> None:
         from kubernetes import watch
@@ -158,5 +158,5 @@ def new_events(core: Any, ns: str, before: set[str]) -> dict[str, Any]:
 
 
 def resource_versions(kapi: Any, ns: str) -> tuple[dict[str, str], dict[str, Any]]:
-    listing = api_list(kapi.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL)
+    listing = list_crs(kapi, ns)
     return {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in listing["items"]}, listing

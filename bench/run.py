@@ -82,6 +82,7 @@ from bench.common import (
     create_pool,
     delta,
     dep_name,
+    kb_per_resource,
     kube_clients,
     log,
     pctl,
@@ -245,7 +246,7 @@ def converge_timeout(args: argparse.Namespace, n: int, res: dict[str, Any]) -> f
 
 def memory(idle: dict[str, float], settled: dict[str, float], n: int) -> dict[str, Any]:
     return {"idle_mb": idle, "settled_mb": settled,
-            "kb_per_resource": round((settled["VmRSS"] - idle["VmRSS"]) * 1024 / n, 1), "peak_mb": settled["VmHWM"]}
+            "kb_per_resource": kb_per_resource(settled, idle, n), "peak_mb": settled["VmHWM"]}
 
 
 def operator_phases(cp: ControlPlane, api_url: str, papi: httpx.Client, ns: str, n: int, args: argparse.Namespace,
@@ -269,7 +270,7 @@ def operator_phases(cp: ControlPlane, api_url: str, papi: httpx.Client, ns: str,
         res["operator_log"] = str(op.log)
         if "restart" in args.phases:
             res["restart"], op = restart(make, op, kapi, core, ns, n, timeout=120 + n / 20)
-            res["restart"]["kb_per_resource"] = round((res["restart"]["rss_mb"]["VmRSS"] - idle["VmRSS"]) * 1024 / n, 1)
+            res["restart"]["kb_per_resource"] = kb_per_resource(res["restart"]["rss_mb"], idle, n)
             res["restart"]["operator_log"] = str(op.log)
         if "failover" in args.phases and failover_at(args, n):
             res["failover"] = failover(make, op, cp, kapi, core, papi, ns, n)
