@@ -14,10 +14,11 @@ from typing import Any
 import httpx
 import yaml
 
-from bench.common import FLOW, IMAGE, POOL, cr, create_pool, dep_name, is_write, log, prefect_server
+from bench.common import FLOW, IMAGE, POOL, cr, create_pool, dep_name, log, prefect_server
 from prefect_flow_operator.api.flow_deployment import PrefectFlowDeploymentSpec
 from prefect_flow_operator.desired.deployment import Owner, desired_deployment
 from prefect_flow_operator.desired.work_pool import template_supports
+from prefect_flow_operator.prefect.client import is_write
 from tests.support.prefect_http import prefect_client
 from tests.support.prefect_server import PrefectServer, prefect_venv
 

@@ -17,6 +17,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from prefect_flow_operator.prefect.client import is_write  # noqa: E402
 from tests.support.operator_process import OperatorProcess  # noqa: E402
 from tests.support.postgres import PostgresCluster  # noqa: E402
 from tests.support.prefect_server import PrefectServer, prefect_venv, wait_healthy  # noqa: E402
@@ -124,10 +125,6 @@ class Operator(OperatorProcess):
 
 
 # ----------------------------------------------------------------------------- /metrics
-
-
-def is_write(method: str, path: str) -> bool:
-    return method != "GET" and not path.rstrip("/").endswith(("/filter", "/paginate", "/count"))
 
 
 def request_counts(m: dict[str, float]) -> dict[tuple[str, str, str], float]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from prefect_flow_operator.prefect.client import is_write
 from tests.e2e.test_concurrency_limits import prefect_requests
 from tests.e2e.test_operator import (
     NS,
@@ -74,7 +75,7 @@ def test_triggers_follow_the_resource(operator: OperatorProcess, kubectl: Callab
     start = sweeps_done(operator)
     wait_for(lambda: sweeps_done(operator) >= start + 2, 30, "two more sweep passes")
     delta = prefect_requests(operator) - requests
-    writes = {k: n for k, n in delta.items() if k[0] != "GET" and not k[1].endswith("/filter")}
+    writes = {k: n for k, n in delta.items() if is_write(*k)}
     assert writes == {}, writes
     assert 2 <= delta[("POST", "automations/filter")] <= 3, delta
     assert get(kubectl, "pfd", "trig")["metadata"]["resourceVersion"] == version

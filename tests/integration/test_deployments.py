@@ -30,6 +30,7 @@ from prefect_flow_operator.desired.deployment import (
     Owner,
 )
 from prefect_flow_operator.desired.work_pool import default_base_job_template
+from prefect_flow_operator.prefect import client as api_client
 from prefect_flow_operator.prefect import deployments
 from prefect_flow_operator.prefect.client import AUTO_WRITE_CONCURRENCY, PrefectAPI, PrefectUnavailable
 from prefect_flow_operator.prefect.deployments import DeploymentSync, sync_deployment
@@ -1047,3 +1048,20 @@ async def test_resources_applied_together_write_as_the_database_allows(
     for flow in flows:
         assert await count(raw, flow) == 1
         assert (await must_read(raw, flow))["work_queue_name"] == queue
+
+
+async def test_paginated_read_costs_one_request_a_page(
+    api: PrefectAPI, pools: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sweep reads all deployments through /paginate: N deployments cost ⌈N/page⌉ reads
+    # (a /filter costs one more when N is a multiple of the page). A page of 2 here stands
+    # for Prefect's 200.
+    flow = unique_flow()
+    for i in range(4):
+        await synced(api, make_spec(flow, deploymentName=f"paged-{i}"), new_owner(name=f"paged-{i}"))
+    body = {"flows": {"name": {"any_": [flow]}}}
+    monkeypatch.setattr(api_client, "PAGE", 2)
+    delta = Delta(api)
+    names = [d["name"] async for d in api.paginated("deployments/paginate", body)]
+    assert sorted(names) == [f"paged-{i}" for i in range(4)]
+    assert delta.requests == Counter({("POST", "deployments/paginate"): 2}) and delta.writes == 0

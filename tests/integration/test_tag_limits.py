@@ -16,7 +16,7 @@ from urllib.parse import quote
 import pytest
 
 from prefect_flow_operator.cli.diff_tags import tag_writes
-from prefect_flow_operator.prefect.client import PrefectAPI, PrefectUnavailable
+from prefect_flow_operator.prefect.client import PrefectAPI, PrefectUnavailable, is_write
 from prefect_flow_operator.prefect.tag_ledger import page_name
 from prefect_flow_operator.prefect.tag_limits import (
     TagLedgerError,
@@ -392,7 +392,7 @@ async def test_server_gone_between_two_page_writes(api: PrefectAPI, prefect_serv
 
 
 def writes_sent(api: PrefectAPI) -> Counter[tuple[str, str]]:
-    return Counter({k: n for k, n in api.requests.items() if k[0] != "GET" and not k[1].endswith("/filter")})
+    return Counter({k: n for k, n in api.requests.items() if is_write(*k)})
 
 
 async def planned_writes_are_sent(api: PrefectAPI, declared: dict[str, dict[str, int]], cluster: str) -> set[str]:

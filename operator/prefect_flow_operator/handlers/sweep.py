@@ -1,7 +1,7 @@
 """The drift sweep: the same reconcilers as the handlers, observing Prefect in bulk.
 
 Every `resync_seconds` (and right after a restart) it reads all pools, queues and
-deployments a page of 200 at a time (the global concurrency limits the cluster declares
+deployments a page of 200 at a time (⌈N/200⌉ reads) (the global concurrency limits the cluster declares
 with a few point reads, or one paged read for more), syncs the cluster's tag limits once, and runs every
 settled resource's reconcile against that observation: a resource in sync costs no
 request of its own and no write. Resources a handler still works on (observedGeneration
@@ -89,7 +89,7 @@ async def sweep_once(rt: Runtime) -> None:
     rt.metrics.count_resources(PFD_KIND, (e.ready_reason for e in rt.deployment_entries()))
     by_uid: dict[str, dict[str, Any]] = {}
     taken_at = time.monotonic()
-    async for dep in rt.api.paged("deployments/filter"):
+    async for dep in rt.api.paginated("deployments/paginate"):
         labels = dep.get("labels") or {}
         if labels.get(LABEL_CLUSTER) == rt.config.cluster_name and LABEL_UID in labels:
             by_uid[labels[LABEL_UID]] = dep

@@ -114,7 +114,7 @@ class PrefectAPI:
 
     @property
     def writes(self) -> int:
-        return sum(n for (m, t), n in self.requests.items() if _is_write(m, t))
+        return sum(n for (m, t), n in self.requests.items() if is_write(m, t))
 
     @property
     def reads(self) -> int:
@@ -127,7 +127,7 @@ class PrefectAPI:
     async def exchange(self, method: str, path: str, *, template: str | None = None, json: Any = None) -> tuple[int, Any]:
         """`request`, with the status code (Prefect's upserts answer 201 only when they create)."""
         self.requests[(method, template or path)] += 1
-        if _is_write(method, template or path):
+        if is_write(method, template or path):
             async with await self._writes():
                 return await self._send(method, path, template, json)
         return await self._send(method, path, template, json)
@@ -230,6 +230,21 @@ class PrefectAPI:
                 return
             offset += PAGE
 
+    async def paginated(
+        self, path: str, body: dict[str, Any] | None = None, *, template: str | None = None
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Every object of a `/paginate` endpoint, PAGE at a time. The answer says how many
+        pages there are, so N objects cost ⌈N/PAGE⌉ reads (a `/filter` needs one more when N
+        is a multiple of PAGE, to see the empty page)."""
+        page = 1
+        while True:
+            answer = await self.request("POST", path, template=template, json={**(body or {}), "limit": PAGE, "page": page})
+            for item in answer["results"]:
+                yield item
+            if page >= int(answer.get("pages") or 0):
+                return
+            page += 1
+
     async def health(self, timeout: float = 2.0) -> bool:  # noqa: ASYNC109 - httpx's own per-request timeout
         """One quick attempt, no retries: a probe must answer fast even when Prefect hangs."""
         try:
@@ -239,8 +254,9 @@ class PrefectAPI:
         return resp.status_code == 200
 
 
-def _is_write(method: str, template: str) -> bool:
-    return method != "GET" and not template.endswith(("/filter", "/paginate"))
+def is_write(method: str, path: str) -> bool:
+    """Whether a request changes Prefect: the POSTs that only read are /filter, /paginate, /count."""
+    return method != "GET" and not path.rstrip("/").endswith(("/filter", "/paginate", "/count"))
 
 
 def _database_driver(settings: Any) -> str:
