@@ -4,6 +4,7 @@ the operator in its own process. What a user would do, and what they would check
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -222,6 +223,34 @@ def test_run_health_follows_flow_runs_without_touching_ready(
     assert events[0]["type"] == "Warning" and len(events) == 1 and "Failed" in events[0]["message"]
     obj = ready(kubectl, "pfd", "watched")  # a failed run is the flow's business, not the sync's
     assert obj["status"]["lastRun"]["state"] == "Failed"
+
+
+def test_an_edit_shows_the_remade_next_run_in_its_own_status_write(
+    operator: OperatorProcess, kubectl: Callable[..., Any], papi: httpx.Client, control_plane: Any
+) -> None:
+    # Every deployment PATCH drops the scheduled runs; the operator makes them anew. The
+    # status write that records the edit carries the new next run: no second write later.
+    daily = [{"slug": "daily", "cron": "0 5 * * *"}]
+    apply(kubectl, pool("resched-pool"), flow_deployment("resched", "resched-pool", schedules=daily))
+    dep_id = wait_for(lambda: ready(kubectl, "pfd", "resched"), what="Ready")["status"]["deploymentId"]
+    line = '{.metadata.resourceVersion} {.status.observedGeneration} {.status.nextRunTime}{"\\n"}'
+    cmd = [control_plane.kubectl_path, f"--kubeconfig={control_plane.kubeconfig}", "get", "pfd", "resched", "-n", NS]
+    watch = subprocess.Popen([*cmd, "-w", "-o", f"jsonpath={line}"], stdout=subprocess.PIPE, text=True)
+    try:
+        kubectl("patch", "pfd", "resched", "-n", NS, "--type=merge", "-p", json.dumps({"spec": {"description": "edited"}}))
+        obj = wait_for(lambda: (o := ready(kubectl, "pfd", "resched"))["status"]["observedGeneration"] == 2 and o, what="edit")
+        time.sleep(4)  # a sweep pass (every 3 s here) would write a next run the edit left out
+    finally:
+        watch.terminate()
+        out = watch.communicate(timeout=10)[0]
+    writes = [ln.split() for ln in out.splitlines() if ln.strip()]
+    recorded = [w for w in writes if w[1:2] == ["2"]]
+    scheduled = papi.post("flow_runs/filter", json={"deployments": {"id": {"any_": [dep_id]}}, "sort": "EXPECTED_START_TIME_ASC",
+                                                    "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}}).json()
+    assert scheduled, "the edit made no scheduled runs"
+    assert recorded and recorded[0][2:] == [scheduled[0]["expected_start_time"]], writes
+    assert obj["status"]["nextRunTime"] == scheduled[0]["expected_start_time"]
+    assert len({w[0] for w in recorded}) == 1, f"written again after the edit: {writes}"
 
 
 def events_about(kubectl: Callable[..., Any], name: str, reason: str, text: str) -> list[dict[str, Any]]:

@@ -36,6 +36,7 @@ class Applied:
     changes: list[str] = field(default_factory=list)
     triggers: list[dict[str, str]] | None = None  # status.triggers; None: not looked at
     relabeled: bool = False  # ownership labels set: an unowned deployment was adopted
+    rescheduled: bool = False  # its scheduled runs were dropped by the writes and made anew
 
 
 def by_name_path(flow: str, name: str) -> str:
@@ -93,9 +94,10 @@ async def apply(api: PrefectAPI, plan: DeploymentPlan, actual: dict[str, Any] | 
             follow.reschedule = plan.reschedule
             await _update(api, follow)
             changes = plan.changes(None) + follow.changes(actual)
-            return Applied(plan.deployment_id or actual["id"], plan.flow_id, changes, relabeled=True)
+            dep_id = plan.deployment_id or actual["id"]
+            return Applied(dep_id, plan.flow_id, changes, relabeled=True, rescheduled=follow.reschedule)
         await _update(api, plan)
-        return Applied(plan.deployment_id or "", plan.flow_id, plan.changes(actual))
+        return Applied(plan.deployment_id or "", plan.flow_id, plan.changes(actual), rescheduled=plan.reschedule)
     except PrefectError as exc:
         if rejected(exc):
             raise as_spec_error(exc, plan.desired.escape_hatch) from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .. import conditions as c
@@ -20,11 +21,12 @@ from ..desired.run_health import last_run_update, newly_failed
 from ..errors import ReconcileError, outcome_for
 from ..prefect import deployments as prefect
 from ..prefect.deployments import UNSET, Applied
+from ..prefect.flow_runs import read_next_runs
 from ..prefect.triggers import sync_triggers, trigger_status
 from .entries import DeploymentEntry
 from .events import info, object_ref, warn
 from .sinks import StatusSink
-from .status import project, status_update, typed
+from .status import CLEAR, project, status_update, typed
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -80,8 +82,8 @@ class DeploymentReconciler:
             if bulk and self.rt.locks.written_since(e.uid, bulk.taken_at):
                 bulk = replace(bulk, actual=UNSET, automations=UNSET)  # written since the pages were read: read afresh
             result = await self._sync(e, retry, bulk or Bulk())
-            if bulk:
-                result.fields |= _run_health(e, bulk)
+            if bulk:  # what this reconcile read after its own writes is newer than the pass's read
+                result.fields = _run_health(e, bulk) | result.fields
             if result.changes:
                 self.rt.locks.wrote(e.uid)
         result.outcome = await self._with_tags(e, result.outcome, retry, sweep=bulk is not None)
@@ -106,6 +108,8 @@ class DeploymentReconciler:
         }
         if applied.triggers is not None:
             fields["triggers"] = applied.triggers
+        if applied.rescheduled:
+            fields |= await self._next_run(applied.deployment_id)
         name = f"{spec.flow_name}/{spec.prefect_deployment_name(e.name)}"
         return Result(Outcome.synced(f"Prefect deployment {name} is in sync"), fields, applied.changes)
 
@@ -128,7 +132,7 @@ class DeploymentReconciler:
             await prefect.apply(api, plan, observed.actual)
         if plan.empty:
             actual = observed.actual or {}
-            applied = Applied(str(actual.get("id")), actual.get("flow_id"), [])
+            applied = Applied(str(actual.get("id")), actual.get("flow_id"), [], rescheduled=plan.reschedule)
         else:
             applied = await prefect.apply(api, plan, observed.actual)
         # After the deployment: an automation names the deployment's id (its action, its owner).
@@ -146,6 +150,16 @@ class DeploymentReconciler:
         if synced.read and (synced.ids or known):
             applied.triggers = trigger_status(spec.triggers, synced)
         return applied
+
+    async def _next_run(self, deployment_id: str) -> dict[str, Any]:
+        """status.nextRunTime of runs just made anew, read at once (one read): in the same
+        status write as the change, rather than a second write at the next sweep."""
+        try:
+            found = await read_next_runs(self.rt.api, {deployment_id}, datetime.now(UTC))
+        except Exception as exc:  # the write is done; the sweep reads it next pass
+            log.warning("next run of deployment %s not read: %s", deployment_id, exc)
+            return {}
+        return {"nextRunTime": found.get(deployment_id, CLEAR)}
 
     async def _with_tags(self, e: DeploymentEntry, outcome: Outcome, retry: int, *, sweep: bool) -> Outcome:
         """Only a synced resource that declares (or declared) tag limits can change them."""
