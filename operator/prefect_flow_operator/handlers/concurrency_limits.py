@@ -12,12 +12,14 @@ from ..reconciler.entries import LimitEntry, limit_entry
 from ..reconciler.runtime import runtime
 from ..reconciler.sinks import HandlerSink
 from .sweep import ensure_sweeper, request_sweep
+from .trim import drop_managed_fields
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 
 
 @kopf.index(*RESOURCE)
 def pcl_index(body: kopf.Body, name: str, **_: Any) -> dict[str, LimitEntry]:
+    drop_managed_fields(body)
     return {name: limit_entry(body)}
 
 

@@ -12,6 +12,7 @@ from ..reconciler.entries import DeploymentEntry, deployment_entry
 from ..reconciler.runtime import runtime
 from ..reconciler.sinks import HandlerSink
 from .sweep import ensure_sweeper, request_sweep
+from .trim import drop_managed_fields
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 
@@ -19,6 +20,7 @@ RESOURCE = (GROUP, VERSION, PLURAL)
 @kopf.index(*RESOURCE)
 def pfd_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[tuple[str | None, str], DeploymentEntry]:
     """Every PrefectFlowDeployment, parsed once: the cluster view shared limits and the sweep need."""
+    drop_managed_fields(body)
     return {(namespace, name): deployment_entry(body)}
 
 

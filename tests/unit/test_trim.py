@@ -1,0 +1,77 @@
+"""What the operator keeps of each object: no managedFields, and no raw body in its index.
+
+drop_managed_fields relies on kopf handing handlers a view of kopf's own raw dict: the
+first test fails if kopf starts copying it (the trim would then save nothing)."""
+
+from __future__ import annotations
+
+import copy
+import gc
+from typing import Any
+
+import kopf
+
+from prefect_flow_operator.handlers.concurrency_limits import pcl_index
+from prefect_flow_operator.handlers.flow_deployments import pfd_index
+from prefect_flow_operator.handlers.trim import drop_managed_fields
+from prefect_flow_operator.handlers.work_pools import pwp_index
+from prefect_flow_operator.reconciler.entries import deployment_entry
+
+MANAGED = [
+    {"manager": "kubectl", "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:image": {}}}},
+    {"manager": "kopf", "operation": "Update", "subresource": "status", "fieldsV1": {"f:status": {"f:conditions": {}}}},
+]
+
+
+def raw_body(kind: str = "PrefectFlowDeployment", namespace: str | None = "team-a") -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": "nightly", "uid": "u-1", "generation": 3, "resourceVersion": "42",
+                            "managedFields": copy.deepcopy(MANAGED)}
+    if namespace:
+        meta["namespace"] = namespace
+    return {
+        "apiVersion": "pfo.dev/v1alpha1", "kind": kind, "metadata": meta,
+        "spec": {"flowName": "etl", "entrypoint": "f.py:etl", "image": "img:1", "pool": {"name": "k8s"}},
+        "status": {"observedGeneration": 3, "conditions": [{"type": "Ready", "status": "True", "reason": "Synced"}]},
+    }
+
+
+def test_kopf_hands_handlers_its_own_raw_dict() -> None:
+    raw = raw_body()
+    body = kopf.Body(raw)
+    assert body["metadata"] is raw["metadata"]
+    drop_managed_fields(body)
+    assert "managedFields" not in raw["metadata"]
+    assert raw["metadata"]["uid"] == "u-1" and raw["spec"]["image"] == "img:1"
+
+
+def test_every_index_handler_drops_managed_fields() -> None:
+    for index, namespace in ((pfd_index, "team-a"), (pwp_index, None), (pcl_index, None)):
+        raw = raw_body(namespace=namespace)
+        index(body=kopf.Body(raw), namespace=namespace, name="nightly")
+        assert "managedFields" not in raw["metadata"], index.__name__
+
+
+def test_a_body_without_metadata_is_left_alone() -> None:
+    drop_managed_fields(kopf.Body({}))
+
+
+def _reachable(root: object) -> set[int]:
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, type):
+            continue
+        seen.add(id(obj))
+        stack.extend(gc.get_referents(obj))
+    return seen
+
+
+def test_an_index_entry_holds_no_part_of_the_raw_body_but_status_values() -> None:
+    """kopf drops an object's raw body when its worker goes idle; the index entry lives
+    as long as the object, so it must not keep the body, its metadata or managedFields."""
+    raw = raw_body()
+    e = deployment_entry(kopf.Body(raw))
+    held = _reachable(e)
+    for part in (raw, raw["metadata"], raw["metadata"]["managedFields"], raw["spec"], raw["status"]):
+        assert id(part) not in held
