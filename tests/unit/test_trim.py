@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import json
 from typing import Any
 
 import kopf
@@ -67,11 +68,23 @@ def _reachable(root: object) -> set[int]:
     return seen
 
 
-def test_an_index_entry_holds_no_part_of_the_raw_body_but_status_values() -> None:
+def test_an_index_entry_holds_no_part_of_the_raw_body() -> None:
     """kopf drops an object's raw body when its worker goes idle; the index entry lives
-    as long as the object, so it must not keep the body, its metadata or managedFields."""
+    as long as the object, so it must not keep the body nor any dict or list of it."""
     raw = raw_body()
     e = deployment_entry(kopf.Body(raw))
     held = _reachable(e)
-    for part in (raw, raw["metadata"], raw["metadata"]["managedFields"], raw["spec"], raw["status"]):
-        assert id(part) not in held
+    parts = [raw, raw["metadata"], raw["metadata"]["managedFields"], raw["spec"], raw["spec"]["pool"], raw["status"],
+             raw["status"]["conditions"], *raw["status"]["conditions"]]
+    assert not [p for p in parts if id(p) in held]
+
+
+def test_an_entry_shares_keys_and_short_values_with_other_entries() -> None:
+    """Each watch event is parsed on its own: without interning, every entry holds its own
+    copies of the same keys and reasons."""
+    a, b = (deployment_entry(kopf.Body(json.loads(json.dumps(raw_body())))) for _ in range(2))
+    ca, cb = a.status["conditions"][0], b.status["conditions"][0]
+    assert ca is not cb and ca == cb
+    assert all(x is y for x, y in zip(ca, cb, strict=True))  # the keys
+    assert ca["reason"] is cb["reason"]
+    assert a.spec is not None and b.spec is not None and a.spec.pool.name is b.spec.pool.name

@@ -7,6 +7,7 @@ None would leave the resource counted (its tag limits declared) until its DELETE
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -89,8 +90,26 @@ def parse(model: type[S], spec: Mapping[str, Any]) -> tuple[S | None, str | None
         return None, f"spec.{where}: {first['msg']}"
 
 
+SHARED_MAX = 64  # longer strings are rarely the same in two resources (messages, schemas)
+SHARED_DEPTH = 16  # deeper JSON (a parameter schema's insides) is kept as it came
+
+
+def shared(value: Any, depth: int = SHARED_DEPTH) -> Any:
+    """A copy of parsed JSON whose keys and short strings are interned: a watch event is
+    parsed on its own, so every entry would otherwise hold its own "lastTransitionTime",
+    "Ready", "True", pool and flow names (a quarter of an entry's bytes)."""
+    if depth and isinstance(value, dict):
+        return {sys.intern(k): shared(v, depth - 1) for k, v in value.items()}
+    if depth and isinstance(value, list):
+        return [shared(v, depth - 1) for v in value]
+    if isinstance(value, str) and len(value) <= SHARED_MAX:
+        return sys.intern(value)
+    return value
+
+
 def entry(model: type[S], raw_keys: tuple[str, ...], body: Mapping[str, Any]) -> Entry[S]:
-    meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
+    meta, status = body.get("metadata") or {}, body.get("status") or {}
+    spec = shared(body.get("spec") or {})
     parsed, invalid = parse(model, spec)
     return Entry(
         namespace=meta.get("namespace"),
@@ -101,7 +120,7 @@ def entry(model: type[S], raw_keys: tuple[str, ...], body: Mapping[str, Any]) ->
         spec=parsed,
         invalid=invalid,
         raw={k: spec[k] for k in raw_keys if k in spec},
-        status={k: status[k] for k in STATUS_KEYS if k in status},
+        status={k: shared(status[k]) for k in STATUS_KEYS if k in status},
         deleting=bool(meta.get("deletionTimestamp")),
     )
 
