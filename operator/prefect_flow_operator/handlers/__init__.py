@@ -3,4 +3,6 @@
 Importing this package registers every handler with kopf.
 """
 
-from . import concurrency_limits, flow_deployments, lifecycle, sweep, work_pools  # noqa: F401
+from . import concurrency_limits, flow_deployments, index_barrier, lifecycle, sweep, work_pools  # noqa: F401
+
+index_barrier.install()
