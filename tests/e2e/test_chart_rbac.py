@@ -227,6 +227,8 @@ def test_operator_runs_under_the_charts_rbac(
         papi.patch(f"deployments/{dep['id']}", json={"description": "edited in the UI"}).raise_for_status()
         wait_for(lambda: prefect_deployment(papi, "rbac-etl", name)["description"] == "v2", 30, "drift reverted")
         wait_for(lambda: [e for e in _events(kubectl, name) if e["reason"] == "DriftReverted"], 20, "DriftReverted event")
+        # A pool's change is an event (its create is in its status): the chart lets the operator post it.
+        kubectl("patch", "pwp", pool, "--type=merge", "-p", json.dumps({"spec": {"concurrencyLimit": 4}}))
         assert wait_for(lambda: _events(kubectl, pool), 20, "pool events")
 
         # A resource outside the watched namespaces is not touched at all.
