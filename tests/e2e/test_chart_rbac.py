@@ -301,6 +301,9 @@ def test_every_granted_verb_is_used(
             kubectl,
             [_pool(pool), _limit(limit, limit=1), _pfd(name, "rbac-drop", pool)],
         )
+        if resource == "events":  # creates are in status, not events: a change is announced
+            wait_for(lambda: _ready(kubectl, "pwp", pool), 60, "pool Ready")
+            kubectl("patch", "pwp", pool, "--type=merge", "-p", json.dumps({"spec": {"concurrencyLimit": 2}}))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not denied:
             denied = [line for line in op.log.read_text(errors="replace").splitlines() if FORBIDDEN.search(line)]
