@@ -239,7 +239,8 @@ def test_an_edit_shows_the_remade_next_run_in_its_own_status_write(
     try:
         kubectl("patch", "pfd", "resched", "-n", NS, "--type=merge", "-p", json.dumps({"spec": {"description": "edited"}}))
         obj = wait_for(lambda: (o := ready(kubectl, "pfd", "resched"))["status"]["observedGeneration"] == 2 and o, what="edit")
-        time.sleep(4)  # a sweep pass (every 3 s here) would write a next run the edit left out
+        start = sweeps_done(operator)  # a sweep pass would write a next run the edit left out
+        wait_for(lambda: sweeps_done(operator) >= start + 2, 20, "two sweep passes")
     finally:
         watch.terminate()
         out = watch.communicate(timeout=10)[0]

@@ -35,11 +35,7 @@ async def _make_toggle(self: Any, __val: bool = False, *, name: str | None = Non
 
 
 async def _drop_toggle(self: Any, toggle: Any) -> None:
-    async with self._condition:
-        before = self.is_on()
-        self._toggles.discard(toggle)
-        if self.is_on() != before:
-            self._condition.notify_all()
+    await _drop_toggles(self, (toggle,))
 
 
 async def _drop_toggles(self: Any, toggles: Iterable[Any]) -> None:

@@ -1,10 +1,10 @@
 """The drift sweep: the same reconcilers as the handlers, observing Prefect in bulk.
 
 Every `resync_seconds` (and right after a restart) it reads all pools, queues and
-deployments a page of 200 at a time (⌈N/200⌉ reads) (the global concurrency limits the cluster declares
-with a few point reads, or one paged read for more), syncs the cluster's tag limits once, and runs every
-settled resource's reconcile against that observation: a resource in sync costs no
-request of its own and no write. Resources a handler still works on (observedGeneration
+deployments a page of 200 at a time (N deployments: ⌈N/200⌉ reads; the global concurrency
+limits the cluster declares with a few point reads, or one paged read for more), syncs
+the cluster's tag limits once, and runs every settled resource's reconcile against that
+observation: a resource in sync costs no request of its own and no write. Resources a handler still works on (observedGeneration
 lags) are left to that handler.
 """
 

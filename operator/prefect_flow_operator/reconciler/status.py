@@ -60,10 +60,10 @@ async def project(
     rt.metrics.reconciles.labels(kind, outcome.reason).inc()
     if changes:
         rt.metrics.drift_reverts.labels(kind).inc(drift)
-    if changes and _only_creates_what_was_applied(e, changes, drift):
-        log.info("%s: %s", e.key, "; ".join(changes))
-    elif changes:
-        info(ref, "DriftReverted" if drift else "Synced", "; ".join(changes))
+        if _only_creates_what_was_applied(e, changes, drift):
+            log.info("%s: %s", e.key, "; ".join(changes))
+        else:
+            info(ref, "DriftReverted" if drift else "Synced", "; ".join(changes))
     if written and not outcome.ready and outcome.reason != e.ready_reason:
         warn(ref, outcome.reason, outcome.message)
         log.warning("%s %s: %s", e.key, outcome.reason, outcome.message)
