@@ -137,16 +137,37 @@ def request_counts(m: dict[str, float]) -> dict[tuple[str, str, str], float]:
     return out
 
 
+def request_seconds(m: dict[str, float]) -> dict[tuple[str, str], tuple[float, float]]:
+    """(method, path template) -> (seconds, count) of the operator's Prefect requests."""
+    out: dict[tuple[str, str], tuple[float, float]] = {}
+    for key, value in m.items():
+        for suffix, slot in (("_sum{", 0), ("_count{", 1)):
+            if key.startswith("pfo_prefect_request_duration_seconds" + suffix):
+                labels = {k: v.strip('"') for k, v in (p.split("=", 1) for p in key[key.index("{") + 1 : -1].split('",'))}
+                got = list(out.get((labels["method"], labels["path"]), (0.0, 0.0)))
+                got[slot] = value
+                out[(labels["method"], labels["path"])] = (got[0], got[1])
+    return out
+
+
 def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
-    """Prefect requests between two /metrics snapshots of one process ({} before: since it started)."""
+    """Prefect requests between two /metrics snapshots of one process ({} before: since it
+    started), and their mean latency in ms (where a converge's time goes)."""
     b, a = request_counts(before), request_counts(after)
     d = {k: a[k] - b.get(k, 0) for k in a if a[k] - b.get(k, 0)}
+    sb, sa = request_seconds(before), request_seconds(after)
+    latency = {}
+    for k, (secs, count) in sorted(sa.items()):
+        secs0, count0 = sb.get(k, (0.0, 0.0))
+        if count - count0:
+            latency[" ".join(k)] = round((secs - secs0) / (count - count0) * 1000, 1)
     reads = sum(v for (m, p, _), v in d.items() if not is_write(m, p))
     writes = sum(v for (m, p, _), v in d.items() if is_write(m, p))
     return {
         "reads": int(reads),
         "writes": int(writes),
         "by_request": {f"{m} {p} {s}": int(v) for (m, p, s), v in sorted(d.items())},
+        "mean_ms": latency,
     }
 
 

@@ -1065,3 +1065,28 @@ async def test_paginated_read_costs_one_request_a_page(
     names = [d["name"] async for d in api.paginated("deployments/paginate", body)]
     assert sorted(names) == [f"paged-{i}" for i in range(4)]
     assert delta.requests == Counter({("POST", "deployments/paginate"): 2}) and delta.writes == 0
+
+
+async def test_a_burst_of_reconciles_reads_the_pool_once_a_window(
+    api: PrefectAPI, pools: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 1,000 resources applied together each need the pool's document; one read serves the
+    # reconciles of a short window (deployments.POOL_FRESH_SECONDS), and a pool write of the
+    # operator's own is seen by the very next reconcile.
+    monkeypatch.setattr(deployments, "POOL_FRESH_SECONDS", 0.5)
+    pool = pools["stock"]
+    pool_read = ("GET", "work_pools/{name}")
+    delta = Delta(api)
+    seen = await asyncio.gather(*(deployments.observe(api, unique_flow(), "burst", pool) for _ in range(8)))
+    assert all(o.pool is not None and o.pool["name"] == pool for o in seen)
+    again = await deployments.observe(api, unique_flow(), "burst", pool)
+    assert delta.requests[pool_read] == 1
+    marked = f"edited {uuid.uuid4().hex[:6]}"
+    await api.request("PATCH", f"work_pools/{quote(pool, safe='')}", template="work_pools/{name}", json={"description": marked})
+    after_write = await deployments.observe(api, unique_flow(), "burst", pool)
+    assert after_write.pool is not None and after_write.pool["description"] == marked
+    assert again.pool is not None and again.pool["description"] != marked
+    assert delta.requests[pool_read] == 2
+    await asyncio.sleep(0.6)  # past the window: an edit made elsewhere is read
+    await deployments.observe(api, unique_flow(), "burst", pool)
+    assert delta.requests[pool_read] == 3

@@ -94,7 +94,8 @@ class PrefectAPI:
         self._gate_lock = asyncio.Lock()
         # flow name -> id, filled by `POST /flows/` (see deployments._flow_id).
         self.flow_ids: dict[str, str] = {}
-        self._inflight: dict[str, asyncio.Future[Any]] = {}
+        # path -> (kept until, read): see get_or_none_shared.
+        self._shared: dict[str, tuple[float, asyncio.Future[Any]]] = {}
         self._flow_locks: dict[str, asyncio.Lock] = {}
         # (METHOD, path template) -> count; templates keep ids out of the keys.
         self.requests: Counter[tuple[str, str]] = Counter()
@@ -128,8 +129,15 @@ class PrefectAPI:
         """`request`, with the status code (Prefect's upserts answer 201 only when they create)."""
         self.requests[(method, template or path)] += 1
         if is_write(method, template or path):
-            async with await self._writes():
-                return await self._send(method, path, template, json)
+            if not path.startswith("work_pools"):
+                async with await self._writes():
+                    return await self._send(method, path, template, json)
+            self._shared.clear()  # before, and after: a read sent meanwhile may predate the write
+            try:
+                async with await self._writes():
+                    return await self._send(method, path, template, json)
+            finally:
+                self._shared.clear()
         return await self._send(method, path, template, json)
 
     async def _writes(self) -> asyncio.Semaphore:
@@ -205,16 +213,29 @@ class PrefectAPI:
         except NotFound:
             return None
 
-    async def get_or_none_shared(self, path: str, template: str | None = None) -> Any:
-        """`get_or_none`, but callers asking for a path already being read share that read.
+    async def get_or_none_shared(self, path: str, template: str | None = None, *, fresh_for: float = 0.0) -> Any:
+        """`get_or_none`, but callers asking for a path already being read share that read,
+        and for `fresh_for` seconds after it the answer it got.
 
         For documents many reconciles need at once (the work pool: 1,000 resources applied
-        together would read it 1,000 times). The result is shared: do not modify it."""
-        fut = self._inflight.get(path)
-        if fut is None:
-            fut = asyncio.ensure_future(self.get_or_none(path, template))
-            self._inflight[path] = fut
-            fut.add_done_callback(lambda _: self._inflight.pop(path, None))
+        together read it 1,000 times, ~7% of the server's time per create). A failed read
+        is not kept; a write under `work_pools/` (this operator's pool sync) drops what is
+        kept. The result is shared: do not modify it."""
+        held = self._shared.get(path)
+        if held is not None and (not held[1].done() or time.monotonic() < held[0]):
+            return await asyncio.shield(held[1])
+        fut = asyncio.ensure_future(self.get_or_none(path, template))
+        self._shared[path] = (float("inf"), fut)
+
+        def settle(done: asyncio.Future[Any]) -> None:
+            if self._shared.get(path, (0.0, None))[1] is not done:
+                return  # dropped (a pool write) or replaced meanwhile
+            if done.cancelled() or done.exception() is not None or fresh_for <= 0:
+                del self._shared[path]
+            else:
+                self._shared[path] = (time.monotonic() + fresh_for, done)
+
+        fut.add_done_callback(settle)
         return await asyncio.shield(fut)
 
     async def paged(
