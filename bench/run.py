@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.run --sizes 100 --backend sqlite,postgres --edits 10 --peer-sample 0
     .venv/bin/python -m bench.run --sizes 10000 --skip-peer --phases floor          # 10,000 in pieces:
     .venv/bin/python -m bench.run --sizes 10000 --skip-peer --skip-floor            # ~30 min each
+    .venv/bin/python -m bench.run --sizes 1000 --skip-peer --repeat 3               # + a column of medians
 
 One real control plane (kube-apiserver + etcd). Per size N and backend (`--backend
 sqlite,postgres`: every size on every backend) a fresh Prefect server on that backend (on
@@ -406,6 +407,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--peer-sample", type=int, default=20, help="deployments `prefect deploy` really deploys (0: skip the peer)")
     p.add_argument("--peer-full", action="store_true", help="deploy all N with `prefect deploy` (slow: ~1-2 s each)")
     p.add_argument("--converge-timeout", type=float, default=None, help="seconds (default: scaled from the floor or N)")
+    p.add_argument("--repeat", type=int, default=1, help="runs of each N and backend; 2 or more add a column of medians")
     p.add_argument("--out", default=str(REPO / "bench" / "results"))
     args = p.parse_args(argv)
     args.backends = [b.strip() for b in args.backend.split(",") if b.strip()]
@@ -433,8 +435,9 @@ def main(argv: list[str] | None = None) -> int:
         cp.kubectl("wait", "--for=condition=Established", "crd/prefectflowdeployments.pfo.dev", "--timeout=60s")
         for n in (int(x) for x in args.sizes.split(",")):
             for backend in args.backends:
-                results.append(run_one(cp, n, backend, args))
-                write_results(args, started, results, path)
+                for _ in range(args.repeat):
+                    results.append(run_one(cp, n, backend, args))
+                    write_results(args, started, results, path)
     rows = summary_rows(results)
     print(table(rows))
     print(f"\nwall {round(time.time() - started, 1)}s; JSON: {path}")
@@ -445,7 +448,24 @@ def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = [summarize(r) for r in results]
     share_peer(rows)
     memory_slopes(rows)
-    return rows
+    return rows + medians(rows)
+
+
+def medians(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One more column per (N, backend) run more than once (--repeat): the median of each
+    figure, as one run on a shared 2-core machine varies by 20% and more."""
+    out = []
+    for key in dict.fromkeys((r["n"], r["backend"]) for r in rows):
+        runs = [r for r in rows if (r["n"], r["backend"]) == key]
+        if len(runs) < 2:
+            continue
+        m: dict[str, Any] = {"n": key[0], "backend": f"{key[1]} med{len(runs)}"}
+        for k in dict.fromkeys(k for r in runs for k in r):
+            values = [r[k] for r in runs if isinstance(r.get(k), int | float) and not isinstance(r.get(k), bool)]
+            if k not in m and values:
+                m[k] = round(statistics.median(values), 3)
+        out.append(m)
+    return out
 
 
 def memory_slopes(rows: list[dict[str, Any]]) -> None:
@@ -455,6 +475,8 @@ def memory_slopes(rows: list[dict[str, Any]]) -> None:
     for backend in {r["backend"] for r in rows}:
         sized = sorted((r for r in rows if r["backend"] == backend and "rss_settled_mb" in r), key=lambda r: r["n"])
         for small, big in itertools.pairwise(sized):
+            if big["n"] == small["n"]:
+                continue  # a repeat (--repeat), not a second size
             slope = (big["rss_settled_mb"] - small["rss_settled_mb"]) * 1024 / (big["n"] - small["n"])
             big |= {"kb/res_slope": round(slope, 1), "slope_from_n": small["n"]}
 
