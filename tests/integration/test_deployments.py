@@ -1071,9 +1071,9 @@ async def test_a_burst_of_reconciles_reads_the_pool_once_a_window(
     api: PrefectAPI, pools: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 1,000 resources applied together each need the pool's document; one read serves the
-    # reconciles of a short window (deployments.POOL_FRESH_SECONDS), and a pool write of the
-    # operator's own is seen by the very next reconcile.
-    monkeypatch.setattr(deployments, "POOL_FRESH_SECONDS", 0.5)
+    # reconciles of a short window (the operator's: deployments.POOL_FRESH_SECONDS), and a
+    # pool write of the operator's own is seen by the very next reconcile.
+    monkeypatch.setattr(api, "pool_fresh_seconds", 0.5)
     pool = pools["stock"]
     pool_read = ("GET", "work_pools/{name}")
     delta = Delta(api)

@@ -10,6 +10,7 @@ import kopf
 from ..config import OperatorConfig
 from ..metrics import Metrics
 from ..prefect.client import PrefectAPI
+from ..prefect.deployments import POOL_FRESH_SECONDS
 from ..reconciler.runtime import Runtime, runtime
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ async def startup(
         auth_string=config.prefect_api_auth_string.get_secret_value() if config.prefect_api_auth_string else None,
         observer=metrics.observe_request,
         max_concurrent_writes=config.prefect_write_concurrency,
+        pool_fresh_seconds=POOL_FRESH_SECONDS,
     )
     memo.runtime = Runtime(config=config, api=api, metrics=metrics)
     logger.info(

@@ -69,16 +69,12 @@ class PrefectAPI:
         backoff: float = 0.5,
         observer: Observer | None = None,
         max_concurrent_writes: int | None = 1,
+        pool_fresh_seconds: float = 0.0,
     ) -> None:
-        headers = {}
-        if auth_string:
-            headers["Authorization"] = "Basic " + base64.b64encode(auth_string.encode()).decode()
-        elif api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
         self.api_url = api_url.rstrip("/")
         self._http = httpx.AsyncClient(
             base_url=self.api_url + "/",
-            headers=headers,
+            headers=_auth_headers(api_key, auth_string),
             timeout=timeout,
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
         )
@@ -92,10 +88,9 @@ class PrefectAPI:
         self.max_concurrent_writes = max_concurrent_writes
         self._write_gate = asyncio.Semaphore(max_concurrent_writes) if max_concurrent_writes else None
         self._gate_lock = asyncio.Lock()
-        # flow name -> id, filled by `POST /flows/` (see deployments._flow_id).
-        self.flow_ids: dict[str, str] = {}
-        # path -> (kept until, read): see get_or_none_shared.
-        self._shared: dict[str, tuple[float, asyncio.Future[Any]]] = {}
+        self.flow_ids: dict[str, str] = {}  # flow name -> id, filled by `POST /flows/` (deployments._flow)
+        self.pool_fresh_seconds = pool_fresh_seconds  # deployments.read_pool; 0: shared while in flight
+        self._shared: dict[str, tuple[float, asyncio.Future[Any]]] = {}  # path -> (kept until, read)
         self._flow_locks: dict[str, asyncio.Lock] = {}
         # (METHOD, path template) -> count; templates keep ids out of the keys.
         self.requests: Counter[tuple[str, str]] = Counter()
@@ -273,6 +268,12 @@ class PrefectAPI:
         except httpx.HTTPError:
             return False
         return resp.status_code == 200
+
+
+def _auth_headers(api_key: str | None, auth_string: str | None) -> dict[str, str]:
+    if auth_string:  # wins over the key, as in Prefect
+        return {"Authorization": "Basic " + base64.b64encode(auth_string.encode()).decode()}
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
 def is_write(method: str, path: str) -> bool:

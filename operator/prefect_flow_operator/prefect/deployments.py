@@ -27,7 +27,7 @@ from .triggers import UNSET as UNSET
 from .triggers import delete_owned_automations, sync_triggers, trigger_status
 
 SCHEDULE = "deployments/{id}/schedule"
-POOL_FRESH_SECONDS = 2.0
+POOL_FRESH_SECONDS = 2.0  # the operator's window (PrefectAPI.pool_fresh_seconds)
 
 
 @dataclass
@@ -50,11 +50,12 @@ async def read_deployment(api: PrefectAPI, flow: str, name: str) -> dict[str, An
 
 
 async def read_pool(api: PrefectAPI, pool: str) -> dict[str, Any] | None:
-    """The pool's document, shared by the reconciles of POOL_FRESH_SECONDS: a burst of
-    creates reads it once a window, not once each; an edit of the pool in Prefect's UI
-    reaches deployments that long after (the operator's own pool writes at once)."""
+    """The pool's document, shared by the reconciles of `api.pool_fresh_seconds` (the
+    operator's: POOL_FRESH_SECONDS): a burst of creates reads it once a window, not once
+    each; an edit of the pool in Prefect's UI reaches deployments that long after (the
+    operator's own pool writes at once)."""
     found: dict[str, Any] | None = await api.get_or_none_shared(
-        f"work_pools/{quote(pool, safe='')}", "work_pools/{name}", fresh_for=POOL_FRESH_SECONDS
+        f"work_pools/{quote(pool, safe='')}", "work_pools/{name}", fresh_for=api.pool_fresh_seconds
     )
     return found
 
