@@ -15,6 +15,7 @@ from ..reconciler.runtime import Runtime, runtime
 
 log = logging.getLogger(__name__)
 FINALIZER = "pfo.dev/finalizer"
+LIST_CHUNK = 200
 
 
 class GenerationDiffBase(kopf.StatusDiffBaseStorage):
@@ -54,6 +55,9 @@ async def startup(
     settings.persistence.finalizer = FINALIZER
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
+    # The start lists in pages: one LIST of 10,000 resources is parsed whole (~30 KB per
+    # object with managedFields) before any object is indexed and trimmed.
+    settings.watching.chunk_size = LIST_CHUNK
     settings.networking.request_timeout = 60
     settings.execution.max_workers = 4
     # No settings.queueing.worker_limit: kopf's per-object workers wait until every object
