@@ -1,6 +1,7 @@
-"""What the operator keeps of each object: no managedFields, and no raw body in its index.
+"""What the operator keeps of each object: no managedFields, shared strings, and no raw
+body in its index.
 
-drop_managed_fields relies on kopf handing handlers a view of kopf's own raw dict: the
+slim_body relies on kopf handing handlers a view of kopf's own raw dict: the
 first test fails if kopf starts copying it (the trim would then save nothing)."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import kopf
 
 from prefect_flow_operator.handlers.concurrency_limits import pcl_index
 from prefect_flow_operator.handlers.flow_deployments import pfd_index
-from prefect_flow_operator.handlers.trim import drop_managed_fields
+from prefect_flow_operator.handlers.trim import slim_body
 from prefect_flow_operator.handlers.work_pools import pwp_index
 from prefect_flow_operator.reconciler.entries import deployment_entry
 
@@ -40,9 +41,23 @@ def test_kopf_hands_handlers_its_own_raw_dict() -> None:
     raw = raw_body()
     body = kopf.Body(raw)
     assert body["metadata"] is raw["metadata"]
-    drop_managed_fields(body)
+    slim_body(body)
     assert "managedFields" not in raw["metadata"]
     assert raw["metadata"]["uid"] == "u-1" and raw["spec"]["image"] == "img:1"
+
+
+def test_bodies_parsed_apart_share_their_keys_and_short_values_once_slimmed() -> None:
+    """kopf parses each watch event on its own, and holds every object's body at a start."""
+    a, b = (json.loads(json.dumps(raw_body())) for _ in range(2))
+    ca, cb = a["status"]["conditions"][0], b["status"]["conditions"][0]
+    assert ca["reason"] is not cb["reason"]
+    for raw in (a, b):
+        slim_body(kopf.Body(raw))
+    ca, cb = a["status"]["conditions"][0], b["status"]["conditions"][0]
+    assert ca == cb == raw_body()["status"]["conditions"][0] and ca is not cb
+    assert ca["reason"] is cb["reason"] and all(x is y for x, y in zip(ca, cb, strict=True))
+    assert a["spec"]["pool"]["name"] is b["spec"]["pool"]["name"]
+    assert a["spec"] == raw_body()["spec"] and a["metadata"]["uid"] == "u-1"
 
 
 def test_every_index_handler_drops_managed_fields() -> None:
@@ -53,7 +68,7 @@ def test_every_index_handler_drops_managed_fields() -> None:
 
 
 def test_a_body_without_metadata_is_left_alone() -> None:
-    drop_managed_fields(kopf.Body({}))
+    slim_body(kopf.Body({}))
 
 
 def _reachable(root: object) -> set[int]:

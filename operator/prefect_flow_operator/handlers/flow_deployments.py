@@ -12,7 +12,7 @@ from ..reconciler.entries import DeploymentEntry, deployment_entry
 from ..reconciler.runtime import runtime
 from ..reconciler.sinks import HandlerSink
 from .sweep import ensure_sweeper, request_sweep
-from .trim import drop_managed_fields
+from .trim import slim_body
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 
@@ -20,7 +20,7 @@ RESOURCE = (GROUP, VERSION, PLURAL)
 @kopf.index(*RESOURCE)
 def pfd_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[tuple[str | None, str], DeploymentEntry]:
     """Every PrefectFlowDeployment, parsed once: the cluster view shared limits and the sweep need."""
-    drop_managed_fields(body)
+    slim_body(body)
     return {(namespace, name): deployment_entry(body)}
 
 

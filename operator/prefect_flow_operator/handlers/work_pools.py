@@ -12,14 +12,14 @@ from ..reconciler.entries import PoolEntry, pool_entry
 from ..reconciler.runtime import runtime
 from ..reconciler.sinks import HandlerSink
 from .sweep import ensure_sweeper, request_sweep
-from .trim import drop_managed_fields
+from .trim import slim_body
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 
 
 @kopf.index(*RESOURCE)
 def pwp_index(body: kopf.Body, name: str, **_: Any) -> dict[str, PoolEntry]:
-    drop_managed_fields(body)
+    slim_body(body)
     return {name: pool_entry(body)}
 
 
