@@ -8,6 +8,7 @@ from typing import Any
 import kopf
 
 from ..config import OperatorConfig
+from ..kube import kopf_session
 from ..metrics import Metrics
 from ..prefect.client import PrefectAPI
 from ..prefect.deployments import POOL_FRESH_SECONDS
@@ -31,13 +32,16 @@ class GenerationDiffBase(kopf.StatusDiffBaseStorage):
 
 
 @kopf.on.login()
-async def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
+async def login(memo: kopf.Memo, **kwargs: Any) -> kopf.AiohttpSession | None:
     # kopf's own minimal logins: no Kubernetes client library in the operator's memory.
     info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    if info is None:
+        return None
     # The sweep writes status with the same identity; kopf logs in again when its
     # credentials stop working (an expiring token), and the writer follows.
-    await runtime(memo).use_connection(info)
-    return info
+    rt = runtime(memo)
+    await rt.use_connection(info)
+    return kopf_session(info, rt.config.namespaces)
 
 
 @kopf.on.startup()
