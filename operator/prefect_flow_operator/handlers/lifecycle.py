@@ -8,6 +8,7 @@ from typing import Any
 import kopf
 
 from ..config import OperatorConfig
+from ..heap import trim_forever
 from ..kube import kopf_session
 from ..metrics import Metrics
 from ..prefect.client import PrefectAPI
@@ -78,6 +79,7 @@ async def startup(
         pool_fresh_seconds=POOL_FRESH_SECONDS,
     )
     memo.runtime = Runtime(config=config, api=api, metrics=metrics)
+    memo.runtime.spawn(trim_forever(), name="heap-trim")
     logger.info(
         "Prefect API %s, cluster %r, resync every %ss", config.prefect_api_url, config.cluster_name, config.resync_seconds
     )
