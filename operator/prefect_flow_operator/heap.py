@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import logging
 from collections.abc import Callable
 
@@ -19,16 +20,24 @@ log = logging.getLogger(__name__)
 TRIM_SECONDS = 30.0
 
 
+@functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
     # The process's own symbols include libc's; musl (Alpine) and macOS have no malloc_trim.
     return getattr(ctypes.CDLL(None), "malloc_trim", None)
 
 
+def trim() -> None:
+    """Now: after a burst that is known to be over (a sweep pass)."""
+    fn = _malloc_trim()
+    if fn is not None:
+        fn(0)
+
+
 async def trim_forever(interval: float = TRIM_SECONDS) -> None:
-    trim = _malloc_trim()
-    if trim is None:
+    """Also on a timer: the handlers' bursts (a cold converge) have no end the operator sees."""
+    if _malloc_trim() is None:
         log.info("no malloc_trim in this libc: freed memory stays with the process")
         return
     while True:
         await asyncio.sleep(interval)
-        trim(0)
+        trim()

@@ -32,5 +32,5 @@ def test_trimming_returns_a_freed_burst_to_the_os() -> None:
 
 
 def test_without_malloc_trim_the_loop_ends_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(heap, "_malloc_trim", lambda: None)
+    monkeypatch.setattr(heap, "_malloc_trim", lambda: None)  # musl, macOS
     asyncio.run(asyncio.wait_for(heap.trim_forever(interval=3600), timeout=5))

@@ -18,6 +18,7 @@ from typing import Any
 
 import kopf
 
+from .. import heap
 from ..api.concurrency_limit import KIND as PCL_KIND
 from ..api.concurrency_limit import PLURAL as PCL_PLURAL
 from ..api.flow_deployment import KIND as PFD_KIND
@@ -74,6 +75,7 @@ async def sweep_forever(rt: Runtime) -> None:
         started = time.monotonic()
         try:
             await sweep_once(rt)
+            heap.trim()  # the pass's pages and plans are freed: give them back before the next
             rt.metrics.sweep_last_success.set_to_current_time()
         except PrefectUnavailable as exc:
             log.warning("drift sweep skipped: %s", exc)
