@@ -19,7 +19,14 @@ from tests.support.postgres import PostgresCluster
 from tests.support.prefect_server import PrefectServer, prefect_venv
 
 BACKENDS = ("sqlite-3.9", "postgres-3.9", "sqlite-3.6")
-MATRIX_MODULES = {"test_deployments", "test_work_pools", "test_tag_limits", "test_concurrency_limits", "test_triggers"}
+MATRIX_MODULES = {
+    "test_deployments",
+    "test_deployment_lookup",
+    "test_work_pools",
+    "test_tag_limits",
+    "test_concurrency_limits",
+    "test_triggers",
+}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -20,6 +20,7 @@ from ..desired.deployment import DesiredDeployment, Owner, SchedulePlan, attache
 from ..desired.deployment_plan import DeploymentPlan, Observed, owns, plan_deployment, plan_update
 from ..errors import ReconcileError, outcome_for
 from .client import NotFound, PrefectAPI, PrefectError
+from .deployment_lookup import DeploymentLookup
 from .rejections import as_spec_error, rejected
 
 # UNSET, "not read yet" (distinct from None, "Prefect has none"), shared with the trigger sync.
@@ -70,12 +71,13 @@ async def observe(
     actual: Any = UNSET,
     access: str | None = None,
     shared_limit_id: str | None = None,
+    lookup: DeploymentLookup | None = None,
 ) -> Observed:
     """What Prefect holds; `pool` / `actual` come from the sweep's bulk read when given."""
     if pool is UNSET:
         pool = await read_pool(api, pool_name)
     if actual is UNSET and pool is not None:
-        actual = await read_deployment(api, flow, name)
+        actual = await (lookup.read(flow, name) if lookup else read_deployment(api, flow, name))
     return Observed(pool=pool, actual=None if actual is UNSET else actual, access_problem=access, shared_limit_id=shared_limit_id)
 
 

@@ -97,8 +97,13 @@ class DeploymentReconciler:
             fields = {"workPool": spec.pool.name, "workQueue": spec.pool.queue or "default"}
             if spec.suspend:
                 return Result(Outcome(c.SUSPENDED, "spec.suspend is true: Prefect is not synced", ready=True), fields, [])
-            async with self.rt.sync_gate:
-                applied = await self._observe_plan_apply(e, spec, bulk, recovering=retry > 0 or not e.settled)
+            flow, dep = spec.flow_name, spec.prefect_deployment_name(e.name)
+            with self.rt.lookup.expecting(flow, dep):
+                async with self.rt.sync_gate:
+                    try:
+                        applied = await self._observe_plan_apply(e, spec, bulk, recovering=retry > 0 or not e.settled)
+                    finally:  # written, or maybe (a write that failed half-way): void what was read
+                        self.rt.lookup.wrote(flow, dep)
         except Exception as exc:  # outcome_for re-raises what is not a reconcile failure
             return Result(outcome_for(exc, retry), fields, [])
         fields |= {
@@ -122,7 +127,15 @@ class DeploymentReconciler:
         shared = spec.concurrency.shared_limit if spec.concurrency else None
         shared_id = self.rt.shared_limit_id(shared) if shared else None  # before any read: nothing to do without it
         observed = await prefect.observe(
-            api, flow, dep, spec.pool.name, pool=bulk.pool, actual=bulk.actual, access=access, shared_limit_id=shared_id
+            api,
+            flow,
+            dep,
+            spec.pool.name,
+            pool=bulk.pool,
+            actual=bulk.actual,
+            access=access,
+            shared_limit_id=shared_id,
+            lookup=self.rt.lookup,
         )
         plan = plan_deployment(spec, name=e.name, owner=self.owner(e), observed=observed)
         if plan.empty and recovering and observed.actual is not None and schedules_runs(plan.desired):
@@ -265,14 +278,18 @@ def _spec(e: DeploymentEntry) -> PrefectFlowDeploymentSpec:
 async def _release_in_prefect(rt: Runtime, e: DeploymentEntry, owner: Owner) -> str:
     async with rt.locks.hold(e.uid):
         rt.locks.release(e.uid)  # from here on nothing re-creates it, even if the delete must be retried
-        message = await prefect.release_deployment(
-            rt.api,
-            flow=str(e.raw.get("flowName", "")),
-            dep=str(e.raw.get("deploymentName") or e.name),
-            policy=str(e.raw.get("deletionPolicy", "Delete")),
-            owner=owner,
-            triggers=bool((e.spec and e.spec.triggers) or e.status.get("triggers")),
-        )
+        flow, dep = str(e.raw.get("flowName", "")), str(e.raw.get("deploymentName") or e.name)
+        try:
+            message = await prefect.release_deployment(
+                rt.api,
+                flow=flow,
+                dep=dep,
+                policy=str(e.raw.get("deletionPolicy", "Delete")),
+                owner=owner,
+                triggers=bool((e.spec and e.spec.triggers) or e.status.get("triggers")),
+            )
+        finally:  # deleted, or maybe: another resource naming it reads afresh
+            rt.lookup.wrote(flow, dep)
     declares = bool(e.spec and e.spec.concurrency and e.spec.concurrency.tag_limits)
     if declares or e.status.get("tagLimits"):
         # The index marks this resource as deleting: limits it alone declared are released now.

@@ -24,6 +24,7 @@ from ..errors import KubernetesError, SharedLimitMissing
 from ..kube import KubeClient
 from ..metrics import Metrics
 from ..prefect.client import PrefectAPI
+from ..prefect.deployment_lookup import DeploymentLookup
 from ..prefect.work_pools import fetch_kubernetes_default_template
 from .concurrency_limit import LimitReconciler
 from .deployment import DeploymentReconciler
@@ -68,6 +69,7 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.deployments = DeploymentReconciler(self)
+        self.lookup = DeploymentLookup(self.api)
         self.pools = PoolReconciler(self)
         self.workers = WorkersReconciler(self)
         self.limits = LimitReconciler(self)
