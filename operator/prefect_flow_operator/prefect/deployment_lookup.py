@@ -9,7 +9,8 @@ the first of them to read asks for the names of the next ones too: two requests 
 flows by name, then their deployments with those names) for up to BATCH resources.
 
 An answer read for a reconcile that has not reached Prefect yet is used only for
-FRESH_SECONDS after it was read, like the shared pool document. A reconcile runs its read
+FRESH_SECONDS after it was read, like the shared pool document: the same order as the
+wait of a reconcile between its own read and its write behind the gate. A reconcile runs its read
 and its writes under the deployment name's lock, and its writes void any answer held for
 that name (`wrote`): a second resource naming the same deployment reads afresh and sees
 the first one's labels.
@@ -28,8 +29,11 @@ from .client import PrefectAPI
 
 Key = tuple[str, str]  # (flow name, deployment name)
 Found = dict[Key, dict[str, Any]]
-BATCH = 32
-FRESH_SECONDS = 2.0
+# A batch covers the reconciles that reach Prefect within the window: on SQLite one
+# create takes ~150 ms, and a reconcile reads when it enters the gate, up to 16 creates
+# before it writes (the gate's width).
+BATCH = 16
+FRESH_SECONDS = 3.0
 
 
 async def read_by_names(api: PrefectAPI, keys: list[Key]) -> Found:
@@ -85,16 +89,19 @@ class DeploymentLookup:
         if held is not None and time.monotonic() - held[0] <= self.fresh_for:
             with contextlib.suppress(Exception):  # a failed read of the batch: read again below
                 return (await asyncio.shield(held[1])).get(key)
-        others = list(islice((k for k in self._expected if k != key and self._unanswered(k)), self.batch - 1))
+        started = time.monotonic()
+        others = list(islice((k for k in self._expected if k != key and self._unanswered(k, started)), self.batch - 1))
         batch = asyncio.ensure_future(read_by_names(self.api, [key, *others]))
         batch.add_done_callback(_retrieve)
-        started = time.monotonic()
         for k in others:
             self._reads[k] = (started, batch)
         return (await asyncio.shield(batch)).get(key)
 
-    def _unanswered(self, key: Key) -> bool:
-        return key not in self._reads and self._asked.get(key, 0) < self._expected[key]
+    def _unanswered(self, key: Key, now: float) -> bool:
+        """Not read yet, and no answer held that would still be fresh when it reads (else a
+        batch would pass over the next reconciles and answer ones far behind, too early)."""
+        held = self._reads.get(key)
+        return self._asked.get(key, 0) < self._expected[key] and (held is None or now - held[0] > self.fresh_for / 2)
 
 
 def _retrieve(done: asyncio.Future[Found]) -> None:
