@@ -6,6 +6,7 @@ first test fails if kopf starts copying it (the trim would then save nothing).""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import gc
 import json
@@ -63,7 +64,7 @@ def test_bodies_parsed_apart_share_their_keys_and_short_values_once_slimmed() ->
 def test_every_index_handler_drops_managed_fields() -> None:
     for index, namespace in ((pfd_index, "team-a"), (pwp_index, None), (pcl_index, None)):
         raw = raw_body(namespace=namespace)
-        index(body=kopf.Body(raw), namespace=namespace, name="nightly")
+        asyncio.run(index(body=kopf.Body(raw), namespace=namespace, name="nightly"))
         assert "managedFields" not in raw["metadata"], index.__name__
 
 

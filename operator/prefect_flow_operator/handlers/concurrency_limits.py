@@ -18,7 +18,7 @@ RESOURCE = (GROUP, VERSION, PLURAL)
 
 
 @kopf.index(*RESOURCE)
-def pcl_index(body: kopf.Body, name: str, **_: Any) -> dict[str, LimitEntry]:
+async def pcl_index(body: kopf.Body, name: str, **_: Any) -> dict[str, LimitEntry]:
     slim_body(body)
     return {name: limit_entry(body)}
 

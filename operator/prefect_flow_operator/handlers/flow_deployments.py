@@ -18,7 +18,7 @@ RESOURCE = (GROUP, VERSION, PLURAL)
 
 
 @kopf.index(*RESOURCE)
-def pfd_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[tuple[str | None, str], DeploymentEntry]:
+async def pfd_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[tuple[str | None, str], DeploymentEntry]:
     """Every PrefectFlowDeployment, parsed once: the cluster view shared limits and the sweep need."""
     slim_body(body)
     return {(namespace, name): deployment_entry(body)}

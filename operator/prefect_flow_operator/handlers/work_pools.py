@@ -18,7 +18,7 @@ RESOURCE = (GROUP, VERSION, PLURAL)
 
 
 @kopf.index(*RESOURCE)
-def pwp_index(body: kopf.Body, name: str, **_: Any) -> dict[str, PoolEntry]:
+async def pwp_index(body: kopf.Body, name: str, **_: Any) -> dict[str, PoolEntry]:
     slim_body(body)
     return {name: pool_entry(body)}
 

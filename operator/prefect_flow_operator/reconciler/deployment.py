@@ -127,14 +127,7 @@ class DeploymentReconciler:
         shared = spec.concurrency.shared_limit if spec.concurrency else None
         shared_id = self.rt.shared_limit_id(shared) if shared else None  # before any read: nothing to do without it
         observed = await prefect.observe(
-            api,
-            flow,
-            dep,
-            spec.pool.name,
-            pool=bulk.pool,
-            actual=bulk.actual,
-            access=access,
-            shared_limit_id=shared_id,
+            api, flow, dep, spec.pool.name, pool=bulk.pool, actual=bulk.actual, access=access, shared_limit_id=shared_id,
             lookup=self.rt.lookup,
         )
         plan = plan_deployment(spec, name=e.name, owner=self.owner(e), observed=observed)
