@@ -15,7 +15,7 @@ from typing import Any
 import kopf
 
 from prefect_flow_operator.handlers.concurrency_limits import pcl_index
-from prefect_flow_operator.handlers.flow_deployments import pfd_index
+from prefect_flow_operator.handlers.flow_deployments import indexed_entry, pfd_index
 from prefect_flow_operator.handlers.trim import slim_body
 from prefect_flow_operator.handlers.work_pools import pwp_index
 from prefect_flow_operator.reconciler.entries import deployment_entry
@@ -104,3 +104,16 @@ def test_an_entry_shares_keys_and_short_values_with_other_entries() -> None:
     assert all(x is y for x, y in zip(ca, cb, strict=True))  # the keys
     assert ca["reason"] is cb["reason"]
     assert a.spec is not None and b.spec is not None and a.spec.pool.name is b.spec.pool.name
+
+
+def test_a_handler_takes_the_index_entry_of_its_own_body_and_parses_any_other() -> None:
+    body = kopf.Body(raw_body())
+    indexed = deployment_entry(body)
+    index = {("team-a", "nightly"): [indexed]}
+    assert indexed_entry(index, body) is indexed  # type: ignore[arg-type]
+    newer = raw_body()
+    newer["metadata"]["resourceVersion"] = "43"
+    newer["spec"]["image"] = "img:2"
+    parsed = indexed_entry(index, kopf.Body(newer))  # type: ignore[arg-type]
+    assert parsed is not indexed and parsed.spec is not None and parsed.spec.image == "img:2"
+    assert indexed_entry({}, body) == indexed  # type: ignore[arg-type]

@@ -41,7 +41,18 @@ async def resume(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int
 @kopf.on.update(*RESOURCE)
 async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **kwargs: Any) -> None:
     ensure_sweeper(memo, kwargs["pfd_index"], kwargs["pwp_index"], kwargs["pcl_index"])
-    await _reconcile(runtime(memo), deployment_entry(body), patch, retry)
+    await _reconcile(runtime(memo), indexed_entry(kwargs["pfd_index"], body), patch, retry)
+
+
+def indexed_entry(index: kopf.Index[Any, DeploymentEntry], body: kopf.Body) -> DeploymentEntry:
+    """The index's entry when it was made from this very body (kopf indexes an event before
+    its handlers run), else a parse of the body. A handler waiting at the sync gate then
+    holds no second parse of its spec: 10,000 wait at once in a cold converge."""
+    version = body.metadata.get("resourceVersion")
+    for e in index.get((body.metadata.namespace, body.metadata.name), ()):
+        if e.resource_version == version:
+            return e
+    return deployment_entry(body)
 
 
 async def _reconcile(rt: Any, e: DeploymentEntry, patch: kopf.Patch, retry: int) -> None:
