@@ -57,24 +57,23 @@ class DeploymentLookup:
         self.api = api
         self.batch = batch
         self.fresh_for = fresh_for
-        self._expected: dict[Key, int] = {}  # reconciles on their way to Prefect, in arrival order
-        self._asked: dict[Key, int] = {}  # how many of them have read already
+        # Per name, in arrival order: [reconciles on their way to Prefect, how many of them have read]
+        self._expected: dict[Key, list[int]] = {}
         self._reads: dict[Key, tuple[float, asyncio.Future[Found]]] = {}  # the read that answers a name
 
     @contextlib.contextmanager
     def expecting(self, flow: str, name: str) -> Iterator[None]:
         """Around a reconcile's wait for the sync gate and its work: a read may answer it early."""
         key = (flow, name)
-        self._expected[key] = self._expected.get(key, 0) + 1
+        counts = self._expected.setdefault(key, [0, 0])
+        counts[0] += 1
         try:
             yield
         finally:
-            left = self._expected.pop(key) - 1
-            if left:
-                self._expected[key] = left
-                self._asked[key] = min(self._asked.get(key, 0), left)
-            else:
-                self._asked.pop(key, None)
+            counts[0] -= 1
+            counts[1] = min(counts[1], counts[0])
+            if not counts[0]:
+                del self._expected[key]
                 self._reads.pop(key, None)
 
     def wrote(self, flow: str, name: str) -> None:
@@ -84,12 +83,12 @@ class DeploymentLookup:
     async def read(self, flow: str, name: str) -> dict[str, Any] | None:
         key = (flow, name)
         if key in self._expected:
-            self._asked[key] = self._asked.get(key, 0) + 1
+            self._expected[key][1] += 1
+        started = time.monotonic()
         held = self._reads.pop(key, None)
-        if held is not None and time.monotonic() - held[0] <= self.fresh_for:
+        if held is not None and started - held[0] <= self.fresh_for:
             with contextlib.suppress(Exception):  # a failed read of the batch: read again below
                 return (await asyncio.shield(held[1])).get(key)
-        started = time.monotonic()
         others = list(islice((k for k in self._expected if k != key and self._unanswered(k, started)), self.batch - 1))
         batch = asyncio.ensure_future(read_by_names(self.api, [key, *others]))
         batch.add_done_callback(_retrieve)
@@ -101,7 +100,8 @@ class DeploymentLookup:
         """Not read yet, and no answer held that would still be fresh when it reads (else a
         batch would pass over the next reconciles and answer ones far behind, too early)."""
         held = self._reads.get(key)
-        return self._asked.get(key, 0) < self._expected[key] and (held is None or now - held[0] > self.fresh_for / 2)
+        on_way, asked = self._expected[key]
+        return asked < on_way and (held is None or now - held[0] > self.fresh_for / 2)
 
 
 def _retrieve(done: asyncio.Future[Found]) -> None:

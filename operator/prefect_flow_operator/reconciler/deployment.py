@@ -7,6 +7,7 @@ metrics, the mapping of errors to conditions — is the same code for both.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -98,10 +99,14 @@ class DeploymentReconciler:
             if spec.suspend:
                 return Result(Outcome(c.SUSPENDED, "spec.suspend is true: Prefect is not synced", ready=True), fields, [])
             flow, dep = spec.flow_name, spec.prefect_deployment_name(e.name)
-            with self.rt.lookup.expecting(flow, dep):
+            # A sweep's reconcile carries its deployment from the pass's pages: it reads nothing by name.
+            expecting = self.rt.lookup.expecting(flow, dep) if bulk.actual is UNSET else contextlib.nullcontext()
+            with expecting:
                 async with self.rt.sync_gate:
                     try:
-                        applied = await self._observe_plan_apply(e, spec, bulk, recovering=retry > 0 or not e.settled)
+                        applied = await self._observe_plan_apply(
+                            e, spec, (flow, dep), bulk, recovering=retry > 0 or not e.settled
+                        )
                     finally:  # written, or maybe (a write that failed half-way): void what was read
                         self.rt.lookup.wrote(flow, dep)
         except Exception as exc:  # outcome_for re-raises what is not a reconcile failure
@@ -115,14 +120,13 @@ class DeploymentReconciler:
             fields["triggers"] = applied.triggers
         if applied.rescheduled:
             fields |= await self._next_run(applied.deployment_id)
-        name = f"{spec.flow_name}/{spec.prefect_deployment_name(e.name)}"
-        return Result(Outcome.synced(f"Prefect deployment {name} is in sync"), fields, applied.changes)
+        return Result(Outcome.synced(f"Prefect deployment {flow}/{dep} is in sync"), fields, applied.changes)
 
     async def _observe_plan_apply(
-        self, e: DeploymentEntry, spec: PrefectFlowDeploymentSpec, bulk: Bulk, *, recovering: bool
+        self, e: DeploymentEntry, spec: PrefectFlowDeploymentSpec, names: tuple[str, str], bulk: Bulk, *, recovering: bool
     ) -> Applied:
         api = self.rt.api
-        flow, dep = spec.flow_name, spec.prefect_deployment_name(e.name)
+        flow, dep = names
         access = await self.rt.pool_access(spec.pool.name, str(e.namespace))
         shared = spec.concurrency.shared_limit if spec.concurrency else None
         shared_id = self.rt.shared_limit_id(shared) if shared else None  # before any read: nothing to do without it
