@@ -15,6 +15,7 @@ import httpx
 import yaml
 
 from bench.common import FLOW, IMAGE, POOL, cr, create_pool, dep_name, log, prefect_server
+from bench.cpu import CpuClock, session
 from prefect_flow_operator.api.flow_deployment import PrefectFlowDeploymentSpec
 from prefect_flow_operator.desired.deployment import Owner, desired_deployment
 from prefect_flow_operator.desired.work_pool import template_supports
@@ -155,10 +156,12 @@ def floor(n: int, backend: str) -> dict[str, Any]:
             owner = Owner("default", "floor", dep_name(i), f"floor-{i}")
             spec = PrefectFlowDeploymentSpec.model_validate(cr(i, "floor")["spec"])
             bodies.append(desired_deployment(spec, name=dep_name(i), namespace="floor", owner=owner, supports=supports))
+        clock = CpuClock(prefect=session(server.proc))
         t0 = time.monotonic()
         flow_id = papi.post("flows/", json={"name": FLOW}).raise_for_status().json()["id"]
         for d in bodies:
             papi.post("deployments/", json=d.create_body(flow_id)).raise_for_status()
         secs = time.monotonic() - t0
-    log(f"  floor {n} ({backend}): {secs:.1f}s ({secs / n * 1000:.0f} ms per create)")
-    return {"seconds": round(secs, 2), "ms_per_create": round(secs / n * 1000, 1)}
+        cpu = clock.stop()
+    log(f"  floor {n} ({backend}): {secs:.1f}s ({secs / n * 1000:.0f} ms per create); CPU seconds {cpu}")
+    return {"seconds": round(secs, 2), "ms_per_create": round(secs / n * 1000, 1), "cpu_seconds": cpu}

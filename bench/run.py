@@ -95,11 +95,13 @@ from bench.common import (
     sweep_timeout,
     wait_sweep,
 )
+from bench.cpu import CpuClock, session
 from bench.failover import failover
 from bench.kwrites import CrWatch, new_events
 from bench.restart import restart
 from tests.support.controlplane import ControlPlane
 from tests.support.prefect_http import prefect_client
+from tests.support.prefect_server import PrefectServer
 
 PHASES = ("floor", "cold", "steady", "edit", "restart", "failover", "peer")
 APPLY_CHUNK = 500  # objects per `kubectl apply` file
@@ -250,16 +252,19 @@ def memory(idle: dict[str, float], settled: dict[str, float], n: int) -> dict[st
             "kb_per_resource": kb_per_resource(settled, idle, n), "peak_mb": settled["VmHWM"]}
 
 
-def operator_phases(cp: ControlPlane, api_url: str, papi: httpx.Client, ns: str, n: int, args: argparse.Namespace,
+def operator_phases(cp: ControlPlane, server: PrefectServer, papi: httpx.Client, ns: str, n: int, args: argparse.Namespace,
                     res: dict[str, Any], workdir: Path) -> None:
-    make = operator_factory(cp, api_url, ns, args.resync)
+    make = operator_factory(cp, server.api_url, ns, args.resync)
     kapi, core = kube_clients(cp.kubeconfig)
     op = make()
     op.start()
     try:
         time.sleep(2)
         res["rss_idle_mb"] = idle = op.rss_mb()
+        clock = CpuClock(operator=session(op.proc), prefect=session(server.proc))
         res["cold"] = cold_converge(cp, op, kapi, core, papi, ns, n, workdir, converge_timeout(args, n, res))
+        res["cold"]["cpu_seconds"] = clock.stop()
+        log(f"  cold converge {n}: CPU seconds {res['cold']['cpu_seconds']}")
         res["rss_after_converge_mb"] = op.rss_mb()
         if "steady" in args.phases:
             res["steady"] = steady_state(op, papi, n, args.resync)
@@ -298,7 +303,7 @@ def run_one(cp: ControlPlane, n: int, backend: str, args: argparse.Namespace) ->
             server = prefect_server(stack, backend)
             papi = stack.enter_context(prefect_client(server.api_url, timeout=60))
             create_pool(server)
-            operator_phases(cp, server.api_url, papi, ns, n, args, res, workdir)
+            operator_phases(cp, server, papi, ns, n, args, res, workdir)
     if "peer" in args.phases and backend == args.backends[0] and (args.peer_sample or args.peer_full):
         res["peer"] = peer(n, args.peer_sample, args.peer_full, workdir)
     return res
@@ -313,6 +318,7 @@ def summarize(r: dict[str, Any]) -> dict[str, Any]:
         s |= summarize_cold(r)
     if "floor" in r:
         s["floor_s"] = r["floor"]["seconds"]
+        s["floor_cpu_prefect_s"] = r["floor"].get("cpu_seconds", {}).get("prefect")
         if "cold" in r:
             s["cold_vs_floor"] = round(r["cold"]["seconds"] / r["floor"]["seconds"], 2)
     if "steady" in r:
@@ -337,8 +343,12 @@ def summarize(r: dict[str, Any]) -> dict[str, Any]:
 
 def summarize_cold(r: dict[str, Any]) -> dict[str, Any]:
     c = r["cold"]
+    cpu = c.get("cpu_seconds", {})
     return {"converge_s": c["seconds"], "cold_prefect_w/res": c["prefect_writes_per_resource"],
-            "cold_cr_w/res": c["cr_writes"]["modified_per_resource"], "cold_events/res": c["events_per_resource"]}
+            "cold_cr_w/res": c["cr_writes"]["modified_per_resource"], "cold_events/res": c["events_per_resource"],
+            "cold_cpu_prefect_s": cpu.get("prefect"), "cold_cpu_operator_s": cpu.get("operator"),
+            "cold_cpu_kube_s": round(cpu.get("kube-apiserver", 0) + cpu.get("etcd", 0), 1),
+            "cold_busy_cores": cpu.get("busy_cores")}
 
 
 def summarize_steady(st: dict[str, Any]) -> dict[str, Any]:
