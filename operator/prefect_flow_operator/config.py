@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from ipaddress import IPv4Address
 from typing import Self
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, IPvAnyAddress, SecretStr, field_validator
 
 
 class OperatorConfig(BaseModel):
@@ -57,6 +58,11 @@ class OperatorConfig(BaseModel):
     lease_name: str = Field("prefect-flow-operator", description="PFO_LEASE_NAME: name of the Lease.")
     identity: str | None = Field(None, description="POD_NAME: this replica in the Lease (default: host name and pid).")
     metrics_port: int = Field(9090, description="PFO_METRICS_PORT: Prometheus /metrics port; 0 disables.", ge=0, le=65535)
+    metrics_address: IPvAnyAddress = Field(
+        IPv4Address("0.0.0.0"),
+        description="PFO_METRICS_ADDRESS: the address /metrics listens on (0.0.0.0: every interface, as a pod "
+        "needs; 127.0.0.1 outside a cluster keeps it off the network).",
+    )
 
     @field_validator("cluster_name")
     @classmethod
@@ -78,6 +84,7 @@ class OperatorConfig(BaseModel):
             "namespaces": [n.strip() for n in env.get("PFO_NAMESPACES", "").split(",") if n.strip()],
             "log_format": env.get("PFO_LOG_FORMAT", "plain"),
             "metrics_port": env.get("PFO_METRICS_PORT", "9090"),
+            "metrics_address": env.get("PFO_METRICS_ADDRESS") or None,
             "leader_election": env.get("PFO_LEADER_ELECTION") or None,
             "lease_namespace": env.get("PFO_LEASE_NAMESPACE") or env.get("POD_NAMESPACE") or None,
             "lease_name": env.get("PFO_LEASE_NAME") or None,

@@ -3,6 +3,7 @@ the operator in its own process. What a user would do, and what they would check
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import time
@@ -153,10 +154,22 @@ def test_pool_and_deployment_reconcile_and_follow_edits(
     wait_for(lambda: papi.get("work_pools/e2e-pool").json()["concurrency_limit"] == 9, 10, "pool limit")
     wait_for(lambda: ready(kubectl, "pfd", "nightly"), what="Ready after edit")
 
-    # The metrics endpoint counts what just happened.
+    # The metrics endpoint counts what just happened, on the address it was told (loopback here).
+    assert listening_on(operator.metrics_port) == {"127.0.0.1"}
     metrics = httpx.get(f"http://127.0.0.1:{operator.metrics_port}/metrics").text
     assert 'pfo_reconcile_total{kind="PrefectFlowDeployment",outcome="Synced"}' in metrics
     assert 'pfo_prefect_requests_total{method="PATCH",path="deployments/{id}",status="204"}' in metrics
+
+
+def listening_on(port: int) -> set[str]:
+    """The IPv4 addresses a TCP socket listens on at `port`, from /proc/net/tcp."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        addr, hex_port = local.split(":")
+        if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN; the address is little-endian hex
+            found.add(str(ipaddress.IPv4Address(bytes.fromhex(addr)[::-1])))
+    return found
 
 
 def sweeps_done(operator: OperatorProcess) -> float:

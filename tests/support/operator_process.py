@@ -27,6 +27,7 @@ class OperatorProcess:
             "PREFECT_API_URL": prefect_api_url,
             "PFO_RESYNC_SECONDS": "3",
             "PFO_METRICS_PORT": str(self.metrics_port),
+            "PFO_METRICS_ADDRESS": "127.0.0.1",  # a test's servers stay on loopback
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -69,7 +69,7 @@ async def startup(
     # is indexed, so a limit below the number of resources deadlocks the start (seen at 100).
     metrics = Metrics()
     if config.metrics_port:
-        metrics.serve(config.metrics_port)
+        metrics.serve(config.metrics_port, str(config.metrics_address))
     api = PrefectAPI(
         config.prefect_api_url,
         api_key=config.prefect_api_key.get_secret_value() if config.prefect_api_key else None,
