@@ -30,7 +30,7 @@ async def resume(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int
     for 200 resources) instead of a point read each: a restart costs ⌈N/200⌉ reads."""
     rt = runtime(memo)
     ensure_sweeper(memo, kwargs["pfd_index"], kwargs["pwp_index"], kwargs["pcl_index"])
-    e = deployment_entry(body)
+    e = indexed_entry(kwargs["pfd_index"], body)  # a restart resumes every resource: no second parse each
     if e.sweepable:
         request_sweep(memo)
         return
