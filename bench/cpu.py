@@ -14,7 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 TICK = os.sysconf("SC_CLK_TCK")
-KUBE = {"kube-apiserver": "kube-apiserver", "etcd": "etcd"}
+COMMANDS = {"kube-apiserver", "etcd", "postgres"}  # counted by command, whatever their session
 
 
 def _stat(pid: str) -> tuple[str, int, float] | None:
@@ -46,7 +46,7 @@ def snapshot(sessions: dict[str, int]) -> dict[str, float]:
         if st is None:
             continue
         comm, sid, secs = st
-        name = by_session.get(sid) or KUBE.get(comm) or ("postgres" if comm == "postgres" else "other")
+        name = by_session.get(sid) or (comm if comm in COMMANDS else "other")
         out[name] += secs
     return dict(out)
 

@@ -83,5 +83,5 @@ class Metrics:
             gauge.dec()
             self.reconcile_seconds.labels(kind).observe(time.monotonic() - started)
 
-    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
+    def serve(self, port: int, addr: str) -> None:
         start_http_server(port, addr=addr, registry=self.registry)
